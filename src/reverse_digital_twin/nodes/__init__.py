@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: each declares parameters, wires topics/actions and calls the core."""
