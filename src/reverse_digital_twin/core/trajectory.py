@@ -63,7 +63,7 @@ def _segment(t: float, duration: float, p0: Array, v0: Array | None, a0: Array |
         dp = p1 - p0
         c3 = (20 * dp - (8 * v1 + 12 * v0) * T - (3 * a0 - a1) * T ** 2) / (2 * T ** 3)
         c4 = (-30 * dp + (14 * v1 + 16 * v0) * T + (3 * a0 - 2 * a1) * T ** 2) / (2 * T ** 4)
-        c5 = (12 * dp - 6 * (v1 + v0) * T - (a1 - a0) * T ** 2) / (2 * T ** 5)
+        c5 = (12 * dp - 6 * (v1 + v0) * T + (a1 - a0) * T ** 2) / (2 * T ** 5)
         pos = c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * c5))))
         vel = c1 + t * (2 * c2 + t * (3 * c3 + t * (4 * c4 + t * 5 * c5)))
         acc = 2 * c2 + t * (6 * c3 + t * (12 * c4 + t * 20 * c5))

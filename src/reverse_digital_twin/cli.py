@@ -1,0 +1,100 @@
+"""The `rdt` command: run the twin's node graph without `ros2 launch`, and the demo."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+import yaml
+
+from reverse_digital_twin.core.errors import ConfigError
+
+
+def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """-p node:param:=value pairs -> {node: {param: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        target, sep, value = pair.partition(':=')
+        node, sep2, param = target.partition(':')
+        if not sep or not sep2 or not node or not param:
+            raise ConfigError(f'bad -p {pair!r}: use -p <node>:<parameter>:=<value>, e.g. '
+                              '-p pybullet_sim:real_time_factor:=2.0')
+        out.setdefault(node, {})[param] = yaml.safe_load(value)
+    return out
+
+
+def _graph_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--robot', default='rdt_arm6',
+                        help='robot name under config/ (rdt_arm6, panda) or a parameter YAML')
+    parser.add_argument('--namespace', default='', help='namespace of the nodes (default: root)')
+    parser.add_argument('--real-time-factor', type=float, default=None,
+                        help='simulated seconds per wall second; 0 = as fast as possible')
+    parser.add_argument('-p', dest='params', action='append', default=[],
+                        metavar='NODE:PARAM:=VALUE', help='override a node parameter')
+
+
+def _specs(args: argparse.Namespace):
+    from reverse_digital_twin.stack import SIM_NODE, sim_graph  # noqa: PLC0415
+    overrides = _overrides(args.params)
+    if args.real_time_factor is not None:
+        overrides.setdefault(SIM_NODE, {})['real_time_factor'] = args.real_time_factor
+    return sim_graph(args.robot, args.namespace, overrides)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the graph and keep it running until Ctrl-C or until a node dies."""
+    from reverse_digital_twin.runner import Stack  # noqa: PLC0415
+    specs = _specs(args)
+    stack = Stack(specs)
+    print(f'rdt: starting {", ".join(s.fully_qualified_name for s in specs)} '
+          f'(ROS_DOMAIN_ID={os.environ.get("ROS_DOMAIN_ID", "0")}); Ctrl-C stops', flush=True)
+    interrupted = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack.start()
+    dead = None
+    while not interrupted and dead is None:
+        dead = stack.wait(timeout=0.2)
+    if dead is not None:
+        print(f'rdt: {dead.describe_exit()}', file=sys.stderr, flush=True)
+    forced = stack.stop()
+    if forced:
+        print(f'rdt: had to force {", ".join(forced)}', file=sys.stderr)
+    print('rdt: stopped', flush=True)
+    return 1 if dead is not None else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reverse_digital_twin.demo import run_demo  # noqa: PLC0415
+    return run_demo(args.robot, _specs(args), args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='rdt', description='Reverse digital twin: a PyBullet twin behind the interface of '
+        "ros2_control's joint_trajectory_controller.")
+    sub = parser.add_subparsers(dest='command', required=True)
+    up = sub.add_parser('up', help='run the node graph until Ctrl-C')
+    _graph_args(up)
+    up.set_defaults(func=cmd_up)
+    demo = sub.add_parser('demo', help='start the graph, send a trajectory as MoveIt would, '
+                          'print the result and the final joint error')
+    _graph_args(demo)
+    demo.add_argument('--output', default='artifacts', help='folder for plots and logs')
+    demo.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f'rdt: configuration error: {exc}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

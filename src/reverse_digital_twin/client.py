@@ -1,0 +1,172 @@
+"""A FollowJointTrajectory client as MoveIt uses the driver, for scripts, the demo and tests.
+
+Nothing here knows about the twin: it talks to ``<controller>/follow_joint_trajectory`` and
+reads ``joint_states``, so it works unchanged against ros2_control's real controller.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from action_msgs.msg import GoalStatus
+from control_msgs.action import FollowJointTrajectory
+from control_msgs.msg import JointTolerance
+from rclpy.action import ActionClient
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
+
+STATUS_NAMES = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABORTED: 'ABORTED',
+                GoalStatus.STATUS_CANCELED: 'CANCELED', GoalStatus.STATUS_UNKNOWN: 'UNKNOWN'}
+ERROR_NAMES = {getattr(FollowJointTrajectory.Result, n): n for n in (
+    'SUCCESSFUL', 'INVALID_GOAL', 'INVALID_JOINTS', 'OLD_HEADER_TIMESTAMP',
+    'PATH_TOLERANCE_VIOLATED', 'GOAL_TOLERANCE_VIOLATED')}
+
+
+@dataclass
+class GoalOutcome:
+    """What became of a goal: rejected, or a terminal status with the result."""
+
+    accepted: bool
+    status: int = GoalStatus.STATUS_UNKNOWN
+    error_code: int | None = None
+    error_string: str = ''
+    feedback: list = field(default_factory=list)
+
+    @property
+    def status_name(self) -> str:
+        return 'REJECTED' if not self.accepted else STATUS_NAMES.get(self.status, str(self.status))
+
+    @property
+    def error_name(self) -> str:
+        return ERROR_NAMES.get(self.error_code, str(self.error_code))
+
+
+def make_trajectory(joints: Sequence[str], positions: Sequence[Sequence[float]],
+                    times: Sequence[float]) -> JointTrajectory:
+    """A JointTrajectory with positions only (linear segments, as a simple script sends)."""
+    traj = JointTrajectory(joint_names=list(joints))
+    for q, t in zip(positions, times):
+        traj.points.append(JointTrajectoryPoint(positions=[float(v) for v in q],
+                                                time_from_start=to_duration(t)))
+    return traj
+
+
+def tolerances(joints: Sequence[str], position: float) -> list[JointTolerance]:
+    return [JointTolerance(name=j, position=position) for j in joints]
+
+
+class TrajectoryClient:
+    """Blocking helpers over an rclpy node that some executor spins in another thread."""
+
+    def __init__(self, node: Node, controller: str = '/joint_trajectory_controller',
+                 joint_states: str = '/joint_states') -> None:
+        self.node = node
+        self.action = ActionClient(node, FollowJointTrajectory,
+                                   f'{controller.rstrip("/")}/follow_joint_trajectory')
+        self._lock = threading.Lock()
+        self._latest: JointState | None = None
+        self.history: list[JointState] = []
+        self.record = False
+        node.create_subscription(JointState, joint_states, self._on_joint_states,
+                                 SYSTEM_DEFAULT_QOS)
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        with self._lock:
+            self._latest = msg
+            if self.record:
+                self.history.append(msg)
+
+    def latest(self) -> JointState | None:
+        with self._lock:
+            return self._latest
+
+    def positions(self, joints: Sequence[str]) -> list[float] | None:
+        msg = self.latest()
+        if msg is None:
+            return None
+        index = {n: i for i, n in enumerate(msg.name)}
+        return [msg.position[index[j]] for j in joints]
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the action server exists and joint states arrive."""
+        deadline = time.monotonic() + timeout
+        if not self.action.wait_for_server(timeout_sec=timeout):
+            return False
+        return wait_for(lambda: self.latest() is not None, deadline - time.monotonic())
+
+    def send(self, trajectory: JointTrajectory, timeout: float = 30.0,
+             path_tolerance: list[JointTolerance] | None = None,
+             goal_tolerance: list[JointTolerance] | None = None,
+             goal_time_tolerance: float | None = None,
+             on_accepted: Callable | None = None) -> GoalOutcome:
+        """Send a goal and wait for its end; ``on_accepted(goal_handle)`` runs once accepted."""
+        handle = self.send_async(trajectory, path_tolerance, goal_tolerance, goal_time_tolerance)
+        return self.wait_result(handle, timeout, on_accepted)
+
+    def send_async(self, trajectory: JointTrajectory,
+                   path_tolerance: list[JointTolerance] | None = None,
+                   goal_tolerance: list[JointTolerance] | None = None,
+                   goal_time_tolerance: float | None = None) -> '_PendingGoal':
+        goal = FollowJointTrajectory.Goal(trajectory=trajectory)
+        goal.path_tolerance = path_tolerance or []
+        goal.goal_tolerance = goal_tolerance or []
+        if goal_time_tolerance is not None:
+            goal.goal_time_tolerance = to_duration(goal_time_tolerance)
+        pending = _PendingGoal()
+        future = self.action.send_goal_async(goal, feedback_callback=pending.feedback.append)
+        future.add_done_callback(pending.on_response)
+        return pending
+
+    def wait_result(self, pending: '_PendingGoal', timeout: float = 30.0,
+                    on_accepted: Callable | None = None) -> GoalOutcome:
+        deadline = time.monotonic() + timeout
+        if not pending.responded.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError('no goal response from the action server')
+        if not pending.outcome.accepted:
+            return pending.outcome
+        if on_accepted is not None:
+            on_accepted(pending.handle)
+        if not pending.finished.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f'goal did not finish within {timeout} s')
+        return pending.outcome
+
+
+class _PendingGoal:
+    """Bookkeeping of one goal across the executor's callbacks."""
+
+    def __init__(self) -> None:
+        self.responded = threading.Event()
+        self.finished = threading.Event()
+        self.outcome = GoalOutcome(accepted=False)
+        self.feedback: list = []
+        self.handle = None
+
+    def on_response(self, future) -> None:
+        self.handle = future.result()
+        self.outcome = GoalOutcome(accepted=bool(self.handle.accepted), feedback=self.feedback)
+        self.responded.set()
+        if self.handle.accepted:
+            self.handle.get_result_async().add_done_callback(self.on_result)
+
+    def on_result(self, future) -> None:
+        response = future.result()
+        self.outcome.status = response.status
+        self.outcome.error_code = response.result.error_code
+        self.outcome.error_string = response.result.error_string
+        self.finished.set()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
+    """Poll a condition until it holds or the timeout passes; True if it held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)

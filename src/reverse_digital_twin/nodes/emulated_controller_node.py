@@ -1,0 +1,393 @@
+"""Emulated controller: joint_trajectory_controller + joint_state_broadcaster over the sim.
+
+Exposes, under its node name (default ``joint_trajectory_controller``) and namespace, exactly
+what ros2_control exposes: ``~/follow_joint_trajectory``, ``~/joint_trajectory``,
+``~/controller_state``, ``~/query_state``, plus ``joint_states`` and ``dynamic_joint_states``.
+Each physics state from the sim node runs one control cycle of the core control law and
+sends the command back on ``physics/joint_commands``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from control_msgs.action import FollowJointTrajectory
+from control_msgs.msg import DynamicJointState, InterfaceValue, JointTrajectoryControllerState
+from control_msgs.srv import QueryTrajectoryState
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.task import Future
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from reverse_digital_twin.core.controller import ControllerConfig, CycleResult, ErrorCode
+from reverse_digital_twin.core.controller import PREEMPTED_MESSAGE, PidGains, TrajectoryController
+from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.robot_model import parse_urdf
+from reverse_digital_twin.core.tolerances import apply_goal_tolerances, default_tolerances
+from reverse_digital_twin.core.trajectory import JointSample
+from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, PHYSICS_QOS, SYSTEM_DEFAULT_QOS
+from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, point_msg, seconds
+from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, to_time
+from reverse_digital_twin.nodes.ros_common import tolerance_requests
+
+
+@dataclass
+class ActiveGoal:
+    """The goal being executed and the future its execute callback awaits."""
+
+    handle: ServerGoalHandle
+    done: Future
+    outcome: tuple[str, int, str] | None = None  # (status, error_code, error_string) pending
+
+
+class EmulatedController(Node):
+    """joint_trajectory_controller's interface and behaviour, driving the PyBullet twin."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('joint_trajectory_controller', **kwargs)
+        joints = self.declare_parameter(
+            'joints', Parameter.Type.STRING_ARRAY,
+            _descriptor('Joints this controller commands, in its own order', read_only=True))
+        if joints.type_ == Parameter.Type.NOT_SET or not joints.value:
+            raise ConfigError(f'{self.get_fully_qualified_name()}: parameter joints is not set; '
+                              'list the controlled joints (see config/*.yaml)')
+        self.joints = tuple(joints.value)
+        self.command_interfaces = tuple(declare(
+            self, 'command_interfaces', ['position'],
+            'Command interfaces: position, velocity, effort (and combinations)', True))
+        self.state_interfaces = tuple(declare(
+            self, 'state_interfaces', ['position', 'velocity'],
+            'State interfaces used for control: position, velocity, acceleration', True))
+        self.update_rate = float(declare(self, 'update_rate', 100.0,
+                                         'Control rate (Hz); must match the sim', True))
+        self.action_monitor_rate = float(declare(
+            self, 'action_monitor_rate', 20.0, 'Rate of action feedback and results (Hz)', True))
+        self.frame_id = declare(self, 'frame_id', 'base_link',
+                                'header.frame_id of joint_states (joint_state_broadcaster)', True)
+        flags = {name: bool(declare(self, name, default, text, True)) for name, default, text in (
+            ('allow_partial_joints_goal', False, 'Accept goals naming a subset of the joints'),
+            ('allow_nonzero_velocity_at_trajectory_end', False,
+             'Accept a last point with nonzero velocity'),
+            ('interpolate_from_desired_state', False,
+             'Start new trajectories from the last desired state instead of the measured one'),
+            ('enforce_position_limits', True,
+             'Refuse goals with positions outside the URDF limits (stricter than upstream)'))}
+        interpolation = declare(self, 'interpolation_method', 'splines',
+                                "Trajectory interpolation: 'splines' or 'none'", True)
+        stopped_velocity = float(declare(
+            self, 'constraints.stopped_velocity_tolerance', 0.01,
+            'Velocity tolerance at the goal (rad/s); only checked with a velocity or effort '
+            'command interface', True))
+        goal_time = float(declare(self, 'constraints.goal_time', 0.0,
+                                  'Time allowed after the end to reach the goal tolerance (s); '
+                                  '0 waits forever', True))
+        path_tol, goal_tol, gains = {}, {}, {}
+        for j in self.joints:
+            path_tol[j] = float(declare(self, f'constraints.{j}.trajectory', 0.0,
+                                        f'Path position tolerance of {j} (0 = unchecked)', True))
+            goal_tol[j] = float(declare(self, f'constraints.{j}.goal', 0.0,
+                                        f'Goal position tolerance of {j} (0 = unchecked)', True))
+            gains[j] = PidGains(*(float(declare(self, f'gains.{j}.{k}', d,
+                                                f'{k} of {j} (velocity/effort commands)', True))
+                                  for k, d in (('p', 0.0), ('i', 0.0), ('d', 0.0),
+                                               ('i_clamp', math.inf),
+                                               ('ff_velocity_scale', 0.0))))
+        check_unknown_parameters(self)
+        self._config_kwargs = dict(
+            joints=self.joints, command_interfaces=self.command_interfaces,
+            state_interfaces=self.state_interfaces,
+            allow_partial_joints_goal=flags['allow_partial_joints_goal'],
+            allow_nonzero_velocity_at_trajectory_end=flags[
+                'allow_nonzero_velocity_at_trajectory_end'],
+            interpolation_method=interpolation,
+            interpolate_from_desired_state=flags['interpolate_from_desired_state'],
+            tolerances=default_tolerances(self.joints, path_tol, goal_tol, stopped_velocity,
+                                          goal_time),
+            gains=gains)
+        self._enforce_limits = flags['enforce_position_limits']
+        try:
+            ControllerConfig(**self._config_kwargs)  # fail at start on bad values, not later
+        except ValueError as exc:
+            raise ConfigError(f'{self.get_fully_qualified_name()}: {exc}') from None
+        self.core: TrajectoryController | None = None
+        self._inactive_reason = 'waiting for robot_description'
+        self._state_index: list[int] | None = None
+        self._state_names: list[str] = []
+        self._last_time: float | None = None
+        self._last_cycle: CycleResult | None = None
+        self._active: ActiveGoal | None = None
+
+        self._command_pub = self.create_publisher(JointState, 'physics/joint_commands',
+                                                  PHYSICS_QOS)
+        self._joint_states_pub = self.create_publisher(JointState, 'joint_states',
+                                                       SYSTEM_DEFAULT_QOS)
+        self._dynamic_pub = self.create_publisher(DynamicJointState, 'dynamic_joint_states',
+                                                  SYSTEM_DEFAULT_QOS)
+        self._state_pub = self.create_publisher(JointTrajectoryControllerState,
+                                                '~/controller_state', SYSTEM_DEFAULT_QOS)
+        self.create_subscription(String, 'robot_description', self._on_description, LATCHED_QOS)
+        self.create_subscription(JointState, 'physics/joint_states', self._on_physics_state,
+                                 PHYSICS_QOS)
+        self.create_subscription(JointTrajectory, '~/joint_trajectory', self._on_trajectory,
+                                 SYSTEM_DEFAULT_QOS)
+        self._action_server = ActionServer(
+            self, FollowJointTrajectory, '~/follow_joint_trajectory', self._execute,
+            goal_callback=self._on_goal, handle_accepted_callback=self._on_accepted,
+            cancel_callback=self._on_cancel)
+        self.create_service(QueryTrajectoryState, '~/query_state', self._on_query_state)
+        # Results and feedback go out on a wall-clock timer, as upstream's action monitor does.
+        self.create_timer(1.0 / self.action_monitor_rate, self._monitor,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    # --- configuration from the robot description -------------------------------------------
+    def _on_description(self, msg: String) -> None:
+        try:
+            model = parse_urdf(msg.data, 'robot_description')
+            model.check_joints(self.joints, f'{self.get_fully_qualified_name()} joints')
+        except ConfigError as exc:
+            self._inactive_reason = str(exc)
+            self.core = None
+            self.get_logger().error(f'cannot activate: {exc}')
+            return
+        limits = {j.name: j.limits for j in model.movable_joints if j.name in self.joints}
+        continuous = frozenset(j.name for j in model.movable_joints if j.type == 'continuous')
+        self.core = TrajectoryController(ControllerConfig(
+            limits=limits, continuous_joints=continuous, **self._config_kwargs))
+        if not self._enforce_limits:
+            self.core.rules = replace(self.core.rules, enforce_position_limits=False)
+        self._inactive_reason = 'waiting for the first joint state from the sim'
+        self.get_logger().info(f'configured for {model.name}: joints {list(self.joints)}, '
+                               f'command interfaces {list(self.command_interfaces)}')
+
+    @property
+    def active(self) -> bool:
+        return self.core is not None and self._last_cycle is not None
+
+    # --- control cycle ------------------------------------------------------------------------
+    def _on_physics_state(self, msg: JointState) -> None:
+        if self.core is None:
+            return
+        if list(msg.name) != self._state_names:
+            missing = [j for j in self.joints if j not in msg.name]
+            if missing:
+                self.get_logger().error(f'physics/joint_states lacks joints {missing}',
+                                        throttle_duration_sec=5.0)
+                return
+            self._state_names = list(msg.name)
+            self._state_index = [self._state_names.index(j) for j in self.joints]
+        now = seconds(msg.header.stamp)
+        period = 1.0 / self.update_rate
+        if self._last_time is not None:
+            if now < self._last_time - 1e-9:
+                self._on_time_jump(now)
+            elif now > self._last_time:
+                period = now - self._last_time
+        self._last_time = now
+        idx = self._state_index
+        positions = np.array([msg.position[i] for i in idx])
+        velocities = np.array([msg.velocity[i] for i in idx]) \
+            if 'velocity' in self.state_interfaces and msg.velocity else np.zeros(len(idx))
+        cycle = self.core.update(now, JointSample(positions, velocities, np.zeros(len(idx))),
+                                 period)
+        self._last_cycle = cycle
+        if cycle.outcome is not None and self._active is not None \
+                and self._active.outcome is None:
+            status = 'succeeded' if cycle.outcome.succeeded else 'aborted'
+            self._active.outcome = (status, int(cycle.outcome.error_code),
+                                    cycle.outcome.error_string)
+            if not cycle.outcome.succeeded:
+                self.get_logger().error(cycle.outcome.error_string)
+        self._publish_command(msg, cycle)
+        self._publish_joint_states(msg)
+        self._publish_controller_state(msg, cycle)
+
+    def _on_time_jump(self, now: float) -> None:
+        """Sim time went backwards (a reset): abort the goal and hold, never wait to catch up."""
+        self.get_logger().warning(f'time jumped back from {self._last_time:.3f} s to {now:.3f} s; '
+                                  'holding position')
+        if self._active is not None and self._active.outcome is None:
+            self._active.outcome = ('aborted', int(ErrorCode.INVALID_GOAL),
+                                    'Aborted: simulated time jumped backwards (sim reset)')
+        self.core.hold()
+
+    def _publish_command(self, state: JointState, cycle: CycleResult) -> None:
+        cmd = JointState()
+        cmd.header.stamp = state.header.stamp  # echoes the cycle it answers (lockstep)
+        cmd.name = list(self.joints)
+        c = cycle.command
+        if c.positions is not None:
+            cmd.position = c.positions.tolist()
+        if c.velocities is not None:
+            cmd.velocity = c.velocities.tolist()
+        if c.efforts is not None:
+            cmd.effort = c.efforts.tolist()
+        self._command_pub.publish(cmd)
+
+    def _publish_joint_states(self, state: JointState) -> None:
+        out = JointState()
+        out.header.stamp = state.header.stamp
+        out.header.frame_id = self.frame_id
+        out.name = list(state.name)
+        n = len(state.name)
+        nan = [math.nan] * n
+        out.position = list(state.position) or nan
+        out.velocity = list(state.velocity) or nan
+        out.effort = list(state.effort) or nan
+        self._joint_states_pub.publish(out)
+        dyn = DynamicJointState()
+        dyn.header = out.header
+        dyn.joint_names = out.name
+        dyn.interface_values = [
+            InterfaceValue(interface_names=['position', 'velocity', 'effort'],
+                           values=[out.position[i], out.velocity[i], out.effort[i]])
+            for i in range(n)]
+        self._dynamic_pub.publish(dyn)
+
+    def _publish_controller_state(self, state: JointState, cycle: CycleResult) -> None:
+        msg = JointTrajectoryControllerState()
+        msg.header.stamp = state.header.stamp
+        msg.joint_names = list(self.joints)
+        traj = self.core.active_trajectory if self.core else None
+        since = cycle.time - traj.start_time if traj is not None and traj.start_time else 0.0
+        msg.reference = point_msg(cycle.reference, since)
+        has_vel = 'velocity' in self.state_interfaces
+        msg.feedback = point_msg(cycle.feedback, velocities=has_vel, accelerations=False)
+        msg.error = point_msg(cycle.error, velocities=has_vel, accelerations=False)
+        c = cycle.command
+        msg.output.positions = [] if c.positions is None else c.positions.tolist()
+        msg.output.velocities = [] if c.velocities is None else c.velocities.tolist()
+        msg.output.effort = [] if c.efforts is None else c.efforts.tolist()
+        if hasattr(msg, 'speed_scaling_factor'):
+            msg.speed_scaling_factor = 1.0
+        self._state_pub.publish(msg)
+
+    # --- topic interface ----------------------------------------------------------------------
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        """~/joint_trajectory: replaces the trajectory; an active goal stays and is judged on it."""
+        if not self.active:
+            self.get_logger().error(f'Trajectory ignored: controller is not running '
+                                    f'({self._inactive_reason})')
+            return
+        goal = goal_from_msg(msg)
+        reason = self.core.validate(goal, self._now())
+        if reason is not None:
+            self.get_logger().error(f'Trajectory ignored: {reason}')
+            return
+        self.core.accept(goal)
+
+    # --- action interface ---------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
+        if not self.active:
+            self.get_logger().error(f'Goal rejected: Controller is not running '
+                                    f'({self._inactive_reason})')
+            return GoalResponse.REJECT
+        reason = self.core.validate(goal_from_msg(request.trajectory), self._now())
+        if reason is not None:
+            self.get_logger().error(f'Goal rejected: {reason}')
+            return GoalResponse.REJECT
+        self.get_logger().info('Received new action goal')
+        return GoalResponse.ACCEPT
+
+    def _on_accepted(self, handle: ServerGoalHandle) -> None:
+        if self._active is not None:
+            self._finish(self._active, 'aborted', int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE)
+        request = handle.request
+        tolerances, why = apply_goal_tolerances(
+            self.core.config.default_tolerances, self.joints,
+            tolerance_requests(request.path_tolerance), tolerance_requests(request.goal_tolerance),
+            seconds(request.goal_time_tolerance))
+        if why is not None:
+            self.get_logger().warning(f'Goal tolerances ignored, using the defaults: {why}')
+        self.core.accept(goal_from_msg(request.trajectory), tolerances)
+        self._active = ActiveGoal(handle, Future())
+        handle.execute()
+
+    def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
+        if self._active is not None and self._active.handle.goal_id.uuid.tobytes() == \
+                handle.goal_id.uuid.tobytes():
+            self.get_logger().info('Canceling active action goal because cancel callback received.')
+            self.core.hold()
+        return CancelResponse.ACCEPT
+
+    async def _execute(self, handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
+        active = self._active
+        if active is None or active.handle is not handle:  # preempted before it started
+            handle.abort()
+            return FollowJointTrajectory.Result(error_code=int(ErrorCode.INVALID_GOAL),
+                                                error_string=PREEMPTED_MESSAGE)
+        status, code, text = await active.done
+        if status == 'succeeded':
+            handle.succeed()
+        elif status == 'canceled':
+            handle.canceled()
+        else:
+            handle.abort()
+        return FollowJointTrajectory.Result(error_code=code, error_string=text)
+
+    def _finish(self, goal: ActiveGoal, status: str, code: int, text: str) -> None:
+        if not goal.done.done():
+            goal.done.set_result((status, code, text))
+        if self._active is goal:
+            self._active = None
+
+    def _monitor(self) -> None:
+        goal = self._active
+        if goal is None:
+            return
+        if goal.handle.is_cancel_requested:
+            self._finish(goal, 'canceled', int(ErrorCode.SUCCESSFUL), '')
+        elif goal.outcome is not None:
+            self._finish(goal, *goal.outcome)
+        elif self._last_cycle is not None and goal.handle.is_active:
+            cycle = self._last_cycle
+            fb = FollowJointTrajectory.Feedback()
+            fb.header.stamp = to_time(cycle.time)
+            fb.joint_names = list(self.joints)
+            fb.desired = point_msg(cycle.reference)
+            fb.actual = point_msg(cycle.feedback, accelerations=False)
+            fb.error = point_msg(cycle.error, accelerations=False)
+            if hasattr(fb, 'index'):  # control_msgs >= 6.3 (Kilted); absent in Jazzy
+                fb.index = cycle.index
+            goal.handle.publish_feedback(fb)
+
+    def _on_query_state(self, request, response):
+        traj = self.core.active_trajectory if self.core else None
+        t = seconds(request.time)
+        if traj is None or not traj.started:
+            response.success, response.message = False, 'No active trajectory'
+            return response
+        sample = traj.sample(t)
+        if sample is None:
+            response.success = False
+            response.message = 'Requested time is before the start of the active trajectory'
+            return response
+        response.success = True
+        response.name = list(self.joints)
+        response.position = sample.state.positions.tolist()
+        response.velocity = sample.state.velocities.tolist()
+        response.acceleration = sample.state.accelerations.tolist()
+        return response
+
+
+def _descriptor(description: str, read_only: bool = False):
+    from rcl_interfaces.msg import ParameterDescriptor  # noqa: PLC0415
+    return ParameterDescriptor(description=description, read_only=read_only)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: ros2 run reverse_digital_twin emulated_controller --ros-args ..."""
+    from reverse_digital_twin.nodes.node_main import run_node  # noqa: PLC0415
+    return run_node(EmulatedController, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""The one main() every node shares: clear configuration errors, clean shutdown."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+from reverse_digital_twin.core.errors import ConfigError
+
+#: Exit code of a node that refused its configuration (the runner reports it as such).
+EXIT_CONFIG_ERROR = 2
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Create the node and spin it until Ctrl-C or shutdown.
+
+    A configuration problem ends the process with a one-line message naming the parameter or
+    file and exit code 2, never a traceback.
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = factory()
+        except ConfigError as exc:
+            print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
+            return EXIT_CONFIG_ERROR
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            stop = getattr(node, 'stop', None)
+            if stop is not None:
+                stop()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

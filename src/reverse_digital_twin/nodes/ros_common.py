@@ -1,0 +1,107 @@
+"""What every node shares: QoS profiles, message <-> core conversions, parameter helpers."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from builtin_interfaces.msg import Duration, Time
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
+from reverse_digital_twin.core.tolerances import JointToleranceRequest
+from reverse_digital_twin.core.trajectory import JointSample
+
+#: robot_description and /tf_static: late joiners get the last message.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+#: The physics <-> controller loop (a hardware interface): every cycle matters, keep it reliable.
+PHYSICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+#: What ros2_control publishes with (SystemDefaultsQoS: reliable, volatile, depth 10).
+SYSTEM_DEFAULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
+#: /tf as tf2_ros broadcasts it.
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+#: /clock as simulators publish it.
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+
+
+def seconds(stamp: Time | Duration) -> float:
+    """builtin_interfaces Time or Duration -> float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def to_time(t: float) -> Time:
+    sec = math.floor(t)
+    return Time(sec=int(sec), nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+def to_duration(t: float) -> Duration:
+    sec = math.floor(t)
+    return Duration(sec=int(sec), nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+def goal_from_msg(msg: JointTrajectory) -> TrajectoryGoal:
+    """trajectory_msgs/JointTrajectory -> core TrajectoryGoal (goal's own joint order)."""
+    return TrajectoryGoal(
+        joint_names=list(msg.joint_names),
+        points=[GoalPoint(seconds(p.time_from_start), list(p.positions), list(p.velocities),
+                          list(p.accelerations), list(p.effort)) for p in msg.points],
+        stamp=seconds(msg.header.stamp))
+
+
+def tolerance_requests(entries: Sequence[Any]) -> list[JointToleranceRequest]:
+    """control_msgs/JointTolerance[] -> core requests."""
+    return [JointToleranceRequest(e.name, e.position, e.velocity, e.acceleration) for e in entries]
+
+
+def point_msg(sample: JointSample | None, time_from_start: float | None = None,
+              effort: Sequence[float] | None = None, velocities: bool = True,
+              accelerations: bool = True) -> JointTrajectoryPoint:
+    """A core JointSample as a JointTrajectoryPoint (empty fields where not meaningful)."""
+    point = JointTrajectoryPoint()
+    if sample is not None:
+        point.positions = sample.positions.tolist()
+        if velocities:
+            point.velocities = sample.velocities.tolist()
+        if accelerations:
+            point.accelerations = sample.accelerations.tolist()
+    if effort is not None:
+        point.effort = list(effort)
+    if time_from_start is not None:
+        point.time_from_start = to_duration(max(time_from_start, 0.0))
+    return point
+
+
+def declare(node: Node, name: str, default: Any, description: str,
+            read_only: bool = False) -> Any:
+    """Declare a parameter with a description and return its value."""
+    return node.declare_parameter(
+        name, default, ParameterDescriptor(description=description, read_only=read_only)).value
+
+
+_IMPLICIT_PARAMETERS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
+
+
+def check_unknown_parameters(node: Node) -> None:
+    """Refuse parameters given to the node (YAML or -p) that it does not declare.
+
+    rclpy silently ignores them, so a typo such as ``allow_partial_joint_goal`` would
+    otherwise leave the default in force without a word.
+    """
+    from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
+    overrides = getattr(node, '_parameter_overrides', {}) or {}
+    unknown = sorted(name for name in overrides
+                     if not node.has_parameter(name)
+                     and not name.startswith(_IMPLICIT_PARAMETERS))
+    if unknown:
+        raise ConfigError(
+            f'{node.get_fully_qualified_name()}: unknown parameter(s) {unknown}; declared '
+            f'parameters are {sorted(node._parameters)}')  # noqa: SLF001

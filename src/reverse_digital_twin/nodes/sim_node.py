@@ -1,0 +1,261 @@
+"""Sim node: owns the PyBullet world and plays the robot hardware for the emulated controller.
+
+Steps physics at a fixed rate in its own thread (paced to real time, or free-running), and
+every control period publishes the measured joint state on ``physics/joint_states`` and
+applies the latest command from ``physics/joint_commands`` (the hardware interface of
+ros2_control, over DDS). Also publishes /clock (sim time), TF of every link, and
+robot_description, as a driver stack does.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import rclpy
+from geometry_msgs.msg import TransformStamped
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
+
+from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.paths import resolve
+from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
+from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
+from reverse_digital_twin.core.robot_model import quaternion_from_rpy
+from reverse_digital_twin.core.scene import Scene, load_scene
+from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
+from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
+from reverse_digital_twin.nodes.ros_common import to_time
+
+
+class SimNode(Node):
+    """PyBullet twin of the robot, stepped at ``physics_rate`` in a dedicated thread."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('pybullet_sim', **kwargs)
+        urdf = declare(self, 'robot_description_file', '',
+                       'URDF (or .xacro) of the robot: absolute, relative to the working '
+                       'directory or the package share, pybullet_data:<path> or '
+                       'package://<pkg>/<path>', read_only=True)
+        scene_file = declare(self, 'scene_file', '',
+                             'Scene YAML placing the robot and objects (empty: robot alone)',
+                             read_only=True)
+        self.physics_rate = float(declare(self, 'physics_rate', 1000.0,
+                                          'Physics steps per second of simulated time (Hz)',
+                                          read_only=True))
+        self.update_rate = float(declare(self, 'update_rate', 100.0,
+                                         'Control cycles per second (Hz): the joint state is '
+                                         'published and a command applied once per cycle',
+                                         read_only=True))
+        self.real_time_factor = float(declare(
+            self, 'real_time_factor', 1.0,
+            'Simulated seconds per wall second; 0 runs as fast as the machine allows'))
+        self.lockstep = bool(declare(
+            self, 'lockstep', False,
+            'Wait every cycle for the controller\'s command for that cycle before stepping on '
+            '(deterministic, and needed when free-running)'))
+        self.lockstep_timeout = float(declare(
+            self, 'lockstep_timeout', 1.0,
+            'Wall seconds to wait for a command in lockstep before stepping on with the last one'))
+        self.publish_clock = bool(declare(self, 'publish_clock', True,
+                                          'Publish simulated time on /clock', read_only=True))
+        self.tf_publish_rate = float(declare(self, 'tf_publish_rate', 50.0,
+                                             'Rate of /tf in simulated time (Hz)'))
+        motors = MotorSettings(
+            position_gain=float(declare(self, 'position_gain', 0.3,
+                                        'PyBullet POSITION_CONTROL position gain', True)),
+            velocity_gain=float(declare(self, 'velocity_gain', 1.0,
+                                        'PyBullet POSITION_CONTROL velocity gain', True)),
+            gravity_compensation=bool(declare(
+                self, 'gravity_compensation', False,
+                'Add gravity torques to effort commands (like a torque-controlled arm)', True)))
+        for name, value in (('physics_rate', self.physics_rate), ('update_rate', self.update_rate)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f'parameter {name} must be a positive number of Hz, got {value}')
+        if self.update_rate > self.physics_rate:
+            raise ConfigError(f'parameter update_rate ({self.update_rate} Hz) exceeds '
+                              f'physics_rate ({self.physics_rate} Hz)')
+        if not urdf:
+            raise ConfigError('parameter robot_description_file is empty: set it to the URDF '
+                              'of the robot (see config/*.yaml)')
+        urdf_path = resolve(urdf, 'robot_description_file')
+        self.model = load_robot_model(urdf_path)
+        self.scene = load_scene(resolve(scene_file, 'scene_file')) if scene_file else Scene()
+        self.joints = [j.name for j in self.model.movable_joints]
+        initial = {j: float(declare(self, f'initial_positions.{j}', 0.0,
+                                    f'Position of {j} at start (rad or m)', True))
+                   for j in self.joints}
+        check_unknown_parameters(self)
+        self.world = PhysicsWorld(self.model, str(urdf_path), self.scene, self.physics_rate,
+                                  motors, initial)
+        self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
+
+        self._state_pub = self.create_publisher(JointState, 'physics/joint_states', PHYSICS_QOS)
+        self._clock_pub = self.create_publisher(Clock, '/clock', CLOCK_QOS) \
+            if self.publish_clock else None
+        self._tf_pub = self.create_publisher(TFMessage, 'tf', TF_QOS)
+        self._tf_static_pub = self.create_publisher(TFMessage, 'tf_static', LATCHED_QOS)
+        self._description_pub = self.create_publisher(String, 'robot_description', LATCHED_QOS)
+        self.create_subscription(JointState, 'physics/joint_commands', self._on_command,
+                                 PHYSICS_QOS)
+        self._command: JointState | None = None
+        self._command_stamp = -1.0
+        self._command_ready = threading.Condition()
+        self._running = True
+        self._pace_origin: tuple[float, float] | None = None
+        self._description_pub.publish(String(data=self.model.urdf_xml))
+        self._publish_static_tf()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f'{self.model.name} from {urdf_path}: {len(self.joints)} joints, physics '
+            f'{self.physics_rate:g} Hz, control {self.update_rate:g} Hz, real-time factor '
+            f'{self.real_time_factor:g}{" (free-running)" if self.real_time_factor <= 0 else ""}'
+            f'{", lockstep" if self.lockstep else ""}')
+        self._thread = threading.Thread(target=self._run, name='physics', daemon=True)
+        self._thread.start()
+
+    # --- parameters -------------------------------------------------------------------------
+    def _on_set_parameters(self, params: list[Parameter]):
+        from rcl_interfaces.msg import SetParametersResult  # noqa: PLC0415
+        for p in params:
+            if p.name == 'real_time_factor':
+                if not (isinstance(p.value, float) and p.value >= 0 and math.isfinite(p.value)):
+                    return SetParametersResult(successful=False,
+                                               reason='real_time_factor must be >= 0')
+                self.real_time_factor = p.value
+                self._pace_origin = None
+            elif p.name == 'lockstep':
+                self.lockstep = bool(p.value)
+            elif p.name == 'tf_publish_rate':
+                self.tf_publish_rate = float(p.value)
+        return SetParametersResult(successful=True)
+
+    # --- commands ---------------------------------------------------------------------------
+    def _on_command(self, msg: JointState) -> None:
+        with self._command_ready:
+            self._command = msg
+            self._command_stamp = seconds(msg.header.stamp)
+            self._command_ready.notify_all()
+
+    def _apply_command(self) -> None:
+        with self._command_ready:
+            msg, self._command = self._command, None
+        if msg is None:
+            return
+        try:
+            self.world.apply_command(
+                list(msg.name),
+                positions=list(msg.position) or None,
+                velocities=list(msg.velocity) or None,
+                efforts=list(msg.effort) or None)
+        except ValueError as exc:
+            self.get_logger().error(f'joint command refused, holding: {exc}',
+                                    throttle_duration_sec=1.0)
+
+    # --- physics loop -----------------------------------------------------------------------
+    def _run(self) -> None:
+        tf_every = 0.0
+        try:
+            while self._running and rclpy.ok(context=self.context):
+                now = self.world.time
+                self._publish_state(now)
+                if self.tf_publish_rate > 0 and now >= tf_every:
+                    self._publish_tf(now)
+                    tf_every = now + 1.0 / self.tf_publish_rate
+                if self.lockstep:
+                    with self._command_ready:
+                        self._command_ready.wait_for(
+                            lambda: self._command_stamp >= now - 1e-9 or not self._running,
+                            timeout=self.lockstep_timeout)
+                self._apply_command()
+                self.world.step(self.steps_per_cycle)
+                self._pace()
+        except Exception as exc:  # noqa: BLE001 - report and stop instead of dying silently
+            self.get_logger().fatal(f'physics loop stopped: {type(exc).__name__}: {exc}')
+            raise
+
+    def _pace(self) -> None:
+        """Sleep so that simulated time advances at real_time_factor x wall time."""
+        rtf = self.real_time_factor
+        if rtf <= 0:
+            return
+        wall = time.monotonic()
+        if self._pace_origin is None:
+            self._pace_origin = (wall, self.world.time)
+        wall0, sim0 = self._pace_origin
+        delay = wall0 + (self.world.time - sim0) / rtf - wall
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -0.5:  # fell far behind (machine busy): do not try to catch up in a burst
+            self._pace_origin = (wall, self.world.time)
+
+    def _publish_state(self, now: float) -> None:
+        stamp = to_time(now)
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=stamp))
+        measured = self.world.read_state(self.joints)
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = self.joints
+        msg.position = measured.positions.tolist()
+        msg.velocity = measured.velocities.tolist()
+        msg.effort = measured.efforts.tolist()
+        self._state_pub.publish(msg)
+
+    def _transform(self, parent: str, child: str, translation, rotation,
+                   stamp) -> TransformStamped:
+        t = TransformStamped()
+        t.header.stamp = stamp
+        t.header.frame_id = parent
+        t.child_frame_id = child
+        (t.transform.translation.x, t.transform.translation.y,
+         t.transform.translation.z) = (float(v) for v in translation)
+        (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+         t.transform.rotation.w) = (float(v) for v in rotation)
+        return t
+
+    def _publish_tf(self, now: float) -> None:
+        stamp = to_time(now)
+        state = self.world.read_state(self.joints)
+        transforms = []
+        for joint, q in zip(self.model.movable_joints, state.positions):
+            translation, rotation = joint_transform(joint, float(q))
+            transforms.append(self._transform(joint.parent, joint.child, translation, rotation,
+                                              stamp))
+        self._tf_pub.publish(TFMessage(transforms=transforms))
+
+    def _publish_static_tf(self) -> None:
+        stamp = to_time(0.0)
+        world = self.scene.world_frame
+        transforms = [self._transform(world, self.model.root_link, self.scene.robot_position,
+                                      quaternion_from_rpy(*self.scene.robot_orientation_rpy),
+                                      stamp)]
+        for obj in self.scene.objects:
+            transforms.append(self._transform(world, obj.name, obj.position,
+                                              quaternion_from_rpy(*obj.orientation_rpy), stamp))
+        for joint in self.model.fixed_joints:
+            translation, rotation = joint_transform(joint, 0.0)
+            transforms.append(self._transform(joint.parent, joint.child, translation, rotation,
+                                              stamp))
+        self._tf_static_pub.publish(TFMessage(transforms=transforms))
+
+    def stop(self) -> None:
+        self._running = False
+        with self._command_ready:
+            self._command_ready.notify_all()
+        self._thread.join(timeout=5.0)
+        self.world.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: ros2 run reverse_digital_twin sim_node --ros-args ..."""
+    from reverse_digital_twin.nodes.node_main import run_node  # noqa: PLC0415
+    return run_node(SimNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

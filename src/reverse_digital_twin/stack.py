@@ -1,0 +1,122 @@
+"""The node graph of each mode, described once.
+
+Both the embedded runner (``rdt up``) and the ROS 2 launch files build their processes from
+these descriptions, so the two cannot drift apart. A :class:`NodeSpec` is plain data: which
+node, in which namespace, with which parameter files, overrides and remappings.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.paths import resolve, share_dir
+
+PACKAGE = 'reverse_digital_twin'
+SIM_NODE = 'pybullet_sim'
+CONTROLLER_NODE = 'joint_trajectory_controller'
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph, as `ros2 run`/launch_ros and the runner need it."""
+
+    name: str  # node name; also the key of its section in the parameter file
+    executable: str  # console script of this package (ros2 run / launch_ros Node)
+    module: str  # Python module with main(), for the embedded runner
+    namespace: str = ''
+    parameter_files: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fully_qualified_name(self) -> str:
+        ns = self.namespace.strip('/')
+        return f'/{ns}/{self.name}' if ns else f'/{self.name}'
+
+    def ros_arguments(self) -> list[str]:
+        """The --ros-args that configure this node from the command line."""
+        args = ['--ros-args', '-r', f'__node:={self.name}']
+        if self.namespace.strip('/'):
+            args += ['-r', f'__ns:=/{self.namespace.strip("/")}']
+        for path in self.parameter_files:
+            args += ['--params-file', path]
+        for key, value in self.parameters.items():
+            args += ['-p', f'{key}:={_yaml_value(value)}']
+        for src, dst in self.remappings:
+            args += ['-r', f'{src}:={dst}']
+        return args
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return '.inf' if value > 0 else '-.inf'
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()
+
+
+def robot_config(robot: str) -> Path:
+    """The parameter file of a robot: a path to a YAML file, or a name under config/."""
+    if robot.endswith(('.yaml', '.yml')):
+        return resolve(robot, 'robot configuration')
+    path = share_dir() / 'config' / f'{robot}.yaml'
+    if not path.is_file():
+        available = sorted(p.stem for p in (share_dir() / 'config').glob('*.yaml')
+                           if not p.stem.startswith('scene'))
+        raise ConfigError(f'unknown robot {robot!r}: no {path}; available: {available}, '
+                          'or pass a path to a parameter YAML')
+    return path
+
+
+def read_node_parameters(config: Path, node: str) -> dict[str, Any]:
+    """The ros__parameters a node gets from a parameter file (wildcard sections included)."""
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'{config}: cannot read parameters ({exc})') from None
+    merged: dict[str, Any] = {}
+    for key, section in data.items():
+        if key in ('/**', node, f'/{node}', f'/**/{node}') and isinstance(section, dict):
+            merged.update(_flatten(section.get('ros__parameters') or {}))
+    return merged
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f'{name}.'))
+        else:
+            out[name] = value
+    return out
+
+
+def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
+              overrides: Mapping[str, Mapping[str, Any]] | None = None,
+              use_sim_time: bool = True) -> list[NodeSpec]:
+    """Sim mode: the PyBullet sim node and the emulated controller, looking like a driver.
+
+    Args:
+        robot: robot name under config/ or a path to a parameter YAML.
+        namespace: namespace of both nodes ('' = root, as a driver would be).
+        overrides: node name -> parameter -> value, applied after the file.
+        use_sim_time: the controller follows /clock from the sim.
+    """
+    config = str(robot_config(robot))
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - {SIM_NODE, CONTROLLER_NODE})
+    if unknown:
+        raise ConfigError(f'parameter overrides for unknown nodes {unknown}; the sim graph has '
+                          f'{SIM_NODE} and {CONTROLLER_NODE}')
+    return [
+        NodeSpec(SIM_NODE, 'sim_node', f'{PACKAGE}.nodes.sim_node', namespace, (config,),
+                 dict(overrides.get(SIM_NODE, {}))),
+        NodeSpec(CONTROLLER_NODE, 'emulated_controller',
+                 f'{PACKAGE}.nodes.emulated_controller_node', namespace, (config,),
+                 {'use_sim_time': use_sim_time, **overrides.get(CONTROLLER_NODE, {})}),
+    ]
