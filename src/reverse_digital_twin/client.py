@@ -72,12 +72,19 @@ class TrajectoryClient:
         self._latest: JointState | None = None
         self.history: list[JointState] = []
         self.record = False
-        node.create_subscription(JointState, joint_states, self._on_joint_states,
-                                 SYSTEM_DEFAULT_QOS)
+        self.received = 0  # joint_states messages so far (tests wait on it)
+        self._subscription = node.create_subscription(JointState, joint_states,
+                                                      self._on_joint_states, SYSTEM_DEFAULT_QOS)
+
+    def close(self) -> None:
+        """Release the action client and the subscription (the node lives on)."""
+        self.action.destroy()
+        self.node.destroy_subscription(self._subscription)
 
     def _on_joint_states(self, msg: JointState) -> None:
         with self._lock:
             self._latest = msg
+            self.received += 1
             if self.record:
                 self.history.append(msg)
 

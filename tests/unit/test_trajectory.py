@@ -257,14 +257,13 @@ class TestBlendFromStartState:
         assert traj.start_time == T0
         assert traj.end_time == T0 + 1.0
 
-    def test_future_start_time(self):
+    def test_future_start_time_blends_from_pick_up(self):
+        # Upstream blends from the pick-up time to stamp + time_from_start of point 0.
         start_time = T0 + 3.0
         traj = started([point(1.0, P1), point(2.0, P2)], self.start, start_time=start_time)
-        assert traj.sample(T0) is None
-        assert traj.sample(start_time - 1e-6) is None
-        s = sample(traj, start_time)
-        assert_allclose(s.state.positions, self.start.positions)  # blend begins at the stamp
-        assert_allclose(sample(traj, start_time + 0.5).state.positions,
+        assert traj.sample(T0 - 1e-6) is None
+        assert_allclose(sample(traj, T0).state.positions, self.start.positions)
+        assert_allclose(sample(traj, T0 + 2.0).state.positions,
                         (self.start.positions + P1) / 2)
         assert_allclose(sample(traj, start_time + 1.0).state.positions, P1)
         assert traj.end_time == start_time + 2.0
@@ -340,12 +339,12 @@ class TestNoInterpolation:
         assert_allclose(sample(traj, T0 + 1.0).state.positions, P2)
         assert_allclose(sample(traj, T0 + 2.4).state.positions, P2)
 
-    def test_before_first_point_returns_point_0(self):
+    def test_before_first_point_holds_the_pick_up_state(self):
         traj = started([point(1.0, P1), point(2.0, P2)], JointSample.at_rest(P0),
                        interpolate=False)
         s = sample(traj, T0 + 0.2)
         assert s.index == 0
-        assert_allclose(s.state.positions, P1)
+        assert_allclose(s.state.positions, P0)
         assert_allclose(s.state.velocities, 0.0)
 
     def test_past_end(self):

@@ -205,7 +205,8 @@ class TrajectoryController:
             self.hold()
         traj = self._trajectory
         assert traj is not None
-        if not traj.started:
+        first_sample = not traj.started
+        if first_sample:
             start = measured
             if self.config.interpolate_from_desired_state and self._last_reference is not None:
                 start = self._last_reference
@@ -221,7 +222,8 @@ class TrajectoryController:
         error = self._error(reference, measured)
         ahead = traj.sample(now + period) or sample
         command = self._command(ahead.state, reference, error, period)
-        outcome = self._check(now, traj, sample.past_end, error) if self._monitoring else None
+        outcome = self._check(now, traj, sample.past_end, error, first_sample) \
+            if self._monitoring else None
         if outcome is not None and not outcome.succeeded:
             self.hold()
             assert self._trajectory is not None
@@ -243,7 +245,7 @@ class TrajectoryController:
                            reference.accelerations - measured.accelerations)
 
     def _check(self, now: float, traj: Trajectory, past_end: bool,
-               error: JointSample) -> Outcome | None:
+               error: JointSample, first_sample: bool = False) -> Outcome | None:
         joints = self.config.joints
         # Velocity errors only mean something with a velocity state and a velocity or effort
         # command; acceleration errors need an acceleration state and command (as upstream).
@@ -252,7 +254,9 @@ class TrajectoryController:
             'velocity' in commands or 'effort' in commands) else None
         acc_err = error.accelerations if 'acceleration' in states and \
             'acceleration' in commands else None
-        if not past_end:
+        # Path tolerance: before the last point, and on the very first sample even if that is
+        # already past the end (a single point at time 0), as upstream.
+        if not past_end or first_sample:
             violation = check_tolerances(joints, self._tolerances.state, error.positions,
                                          vel_err, acc_err)
             if violation is not None:
@@ -260,6 +264,7 @@ class TrajectoryController:
                 return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED,
                                f'Aborted due to path tolerance violation: {violation.describe()} '
                                f'at {now - (traj.start_time or now):.3f} s into the trajectory')
+        if not past_end:
             return None
         violation = check_tolerances(joints, self._tolerances.goal, error.positions, vel_err, acc_err)
         if violation is None:

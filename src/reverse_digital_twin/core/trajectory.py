@@ -117,23 +117,24 @@ class Trajectory:
         return self.start_time + self.points[-1].time_from_start
 
     def sample(self, time: float) -> TrajectorySample | None:
-        """Sample at an absolute time; None before the trajectory's start time."""
+        """Sample at an absolute time; None before the time it was picked up."""
         if self._state_before is None or self.start_time is None:
             raise RuntimeError('call start_from() before sampling')
-        if time < self.start_time:
+        if time < self._time_before:
             return None
         points = self.points
         first = points[0]
         t_first = self.start_time + first.time_from_start
         if time < t_first:
-            if not self.interpolate:
-                return TrajectorySample(self._at_point(0), 0, False)
             before = self._state_before
+            if not self.interpolate:  # upstream holds the pick-up state until point 0
+                return TrajectorySample(before, 0, False)
             # The blend into the first waypoint uses the first waypoint's degree; a missing
             # velocity/acceleration on the current state counts as zero.
             v0 = before.velocities if first.velocities is not None else None
             a0 = before.accelerations if first.accelerations is not None else None
-            t0 = max(self._time_before, self.start_time)
+            # Upstream blends from the pick-up time even when the stamp lies in the future.
+            t0 = self._time_before
             return TrajectorySample(
                 _segment(time - t0, t_first - t0, before.positions, v0, a0, first.positions,
                          first.velocities, first.accelerations), 0, False)

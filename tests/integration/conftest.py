@@ -1,0 +1,137 @@
+"""Fixtures that start the real node graph as processes and a real rclpy client beside it."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from reverse_digital_twin.client import TrajectoryClient, make_trajectory, wait_for
+from reverse_digital_twin.core.paths import resolve
+from reverse_digital_twin.core.robot_model import RobotModel, load_robot_model
+from reverse_digital_twin.runner import Stack
+from reverse_digital_twin.stack import CONTROLLER_NODE, SIM_NODE, read_node_parameters
+from reverse_digital_twin.stack import robot_config, sim_graph
+
+
+@pytest.fixture(scope='session')
+def ros_node() -> Iterator[Node]:
+    """One rclpy node in the test process, spun in a background thread."""
+    rclpy.init()
+    node = rclpy.create_node('rdt_test_client')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+@dataclass
+class Robot:
+    """A running sim graph plus everything a test needs to drive and check it."""
+
+    name: str
+    stack: Stack
+    client: TrajectoryClient
+    controller: str  # fully qualified controller name
+    namespace: str
+    joints: list[str]
+    home: np.ndarray
+    model: RobotModel
+    node: Node
+
+    def topic(self, name: str) -> str:
+        return f'/{self.namespace}/{name}' if self.namespace else f'/{name}'
+
+    def positions(self) -> np.ndarray:
+        return np.array(self.client.positions(self.joints))
+
+    def wait_messages(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until `count` more joint_states messages have arrived."""
+        start = self.client.received
+        return wait_for(lambda: self.client.received >= start + count, timeout)
+
+    def assert_still(self, before: np.ndarray, tolerance: float = 1e-3,
+                     messages: int = 20) -> None:
+        """Nothing moved: over the next `messages` joint states the arm stays where it was."""
+        assert self.wait_messages(messages), 'joint_states stopped arriving'
+        moved = np.abs(self.positions() - before)
+        assert moved.max() < tolerance, \
+            f'the arm moved by {dict(zip(self.joints, moved.round(5)))} rad'
+
+    def pose(self, amplitude: float) -> np.ndarray:
+        """A pose `amplitude` rad away from home in every joint (alternating directions, away
+        from the obstacles of the test scenes), inside the URDF limits."""
+        signs = np.where(np.arange(len(self.joints)) % 2 == 0, -1.0, 1.0)
+        lower = np.array([self.model.joint(j).limits.lower for j in self.joints]) + 0.05
+        upper = np.array([self.model.joint(j).limits.upper for j in self.joints]) - 0.05
+        return np.clip(self.home + amplitude * signs, lower, upper)
+
+    def go_home(self, duration: float = 2.0) -> None:
+        """Bring the arm back to its start pose (tests begin from a known state)."""
+        if np.abs(self.positions() - self.home).max() < 1e-3:
+            return
+        outcome = self.client.send(make_trajectory(self.joints, [self.home], [duration]),
+                                   timeout=duration + 10)
+        assert outcome.status_name == 'SUCCEEDED', outcome
+
+    def move(self, waypoints: Sequence[Sequence[float]], times: Sequence[float], **kwargs):
+        return self.client.send(make_trajectory(self.joints, waypoints, times),
+                                timeout=times[-1] + 15, **kwargs)
+
+
+def start_robot(node: Node, robot: str, tmp_path: Path, namespace: str = '',
+                overrides: dict | None = None) -> Robot:
+    specs = sim_graph(robot, namespace, overrides)
+    log = open(tmp_path / f'{robot}_nodes.log', 'w')  # noqa: SIM115 - closed by stop_robot
+    stack = Stack(specs, echo=log).start()
+    controller = next(s for s in specs if s.name == CONTROLLER_NODE).fully_qualified_name
+    joint_states = f'/{namespace}/joint_states' if namespace else '/joint_states'
+    client = TrajectoryClient(node, controller, joint_states)
+    config = robot_config(robot)
+    ctrl = read_node_parameters(config, CONTROLLER_NODE)
+    sim = read_node_parameters(config, SIM_NODE)
+    joints = list(ctrl['joints'])
+    handle = Robot(robot, stack, client, controller, namespace, joints,
+                   np.array([float(sim.get(f'initial_positions.{j}', 0.0)) for j in joints]),
+                   load_robot_model(resolve(sim['robot_description_file'])), node)
+    handle._log = log  # type: ignore[attr-defined]
+    if not client.wait_ready(timeout=60.0):
+        dead = stack.dead()
+        stop_robot(handle)
+        raise RuntimeError(f'{robot} stack did not come up: '
+                           f'{dead[0].describe_exit() if dead else "no action server"}')
+    assert handle.wait_messages(5, timeout=30.0), 'no joint_states'
+    return handle
+
+
+def stop_robot(robot: Robot) -> None:
+    robot.stack.stop()
+    robot.client.close()
+    robot._log.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope='module', params=['rdt_arm6', 'panda'])
+def robot(request, ros_node, tmp_path_factory) -> Iterator[Robot]:
+    """The sim graph of each test robot; the Panda runs in a namespace to prove nothing
+    assumes the root namespace."""
+    namespace = 'sim' if request.param == 'panda' else ''
+    handle = start_robot(ros_node, request.param, tmp_path_factory.mktemp(request.param),
+                         namespace)
+    yield handle
+    stop_robot(handle)
+
+
+@pytest.fixture
+def at_home(robot: Robot) -> Robot:
+    robot.go_home()
+    return robot
