@@ -71,13 +71,19 @@ class PhysicsWorld:
                 str(urdf_path), self.scene.robot_position,
                 c.getQuaternionFromEuler(self.scene.robot_orientation_rpy), useFixedBase=True,
                 flags=pybullet.URDF_USE_INERTIA_FROM_FILE)
-            for obj in self.scene.objects:
+        except pybullet.error as exc:
+            self.close()
+            raise ConfigError(f'PyBullet could not load the robot URDF {urdf_path}: {exc}') \
+                from None
+        for obj in self.scene.objects:
+            try:
                 self.object_ids[obj.name] = c.loadURDF(
                     str(obj.urdf), obj.position, c.getQuaternionFromEuler(obj.orientation_rpy),
                     useFixedBase=obj.fixed)
-        except pybullet.error as exc:
-            self.close()
-            raise ConfigError(f'PyBullet could not load {urdf_path} or the scene: {exc}') from None
+            except pybullet.error as exc:
+                self.close()
+                raise ConfigError(f'PyBullet could not load scene object {obj.name!r} from '
+                                  f'{obj.urdf}: {exc}') from None
         self.joint_index: dict[str, int] = {}
         self.link_index: dict[str, int] = {}
         for i in range(c.getNumJoints(self.robot_id)):

@@ -102,6 +102,10 @@ def check_unknown_parameters(node: Node) -> None:
                      if not node.has_parameter(name)
                      and not name.startswith(_IMPLICIT_PARAMETERS))
     if unknown:
-        raise ConfigError(
-            f'{node.get_fully_qualified_name()}: unknown parameter(s) {unknown}; declared '
-            f'parameters are {sorted(node._parameters)}')  # noqa: SLF001
+        import difflib  # noqa: PLC0415
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(node._parameters), n=1)  # noqa: SLF001
+            hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
+        raise ConfigError(f'{node.get_fully_qualified_name()}: unknown parameter(s): '
+                          f'{", ".join(hints)}')
