@@ -193,6 +193,9 @@ def test_position_command_beyond_limit_ends_at_limit(robot, side):
         final = _positions(world, [name])[0]
         assert beyond <= tol, f'{name}: went {beyond:.5f} past its {side} limit {limit}'
         assert final == pytest.approx(limit, abs=1e-3), f'{name}: ended at {final}, limit {limit}'
+        # the target was clamped to the limit, so the motor is not left pushing into the stop
+        effort = abs(world.read_state([name]).efforts[0])
+        assert effort < 0.9 * lim.effort, f'{name}: motor pushes {effort:.1f} into its limit'
     assert checked > 0
 
 
