@@ -39,6 +39,13 @@ class NodeSpec:
         ns = self.namespace.strip('/')
         return f'/{ns}/{self.name}' if ns else f'/{self.name}'
 
+    def override_arguments(self) -> list[str]:
+        """Parameter overrides as ``-p name:=value`` (they win over the parameter files)."""
+        args = []
+        for key, value in self.parameters.items():
+            args += ['-p', f'{key}:={_yaml_value(value)}']
+        return args
+
     def ros_arguments(self) -> list[str]:
         """The --ros-args that configure this node from the command line."""
         args = ['--ros-args', '-r', f'__node:={self.name}']
@@ -46,8 +53,7 @@ class NodeSpec:
             args += ['-r', f'__ns:=/{self.namespace.strip("/")}']
         for path in self.parameter_files:
             args += ['--params-file', path]
-        for key, value in self.parameters.items():
-            args += ['-p', f'{key}:={_yaml_value(value)}']
+        args += self.override_arguments()
         for src, dst in self.remappings:
             args += ['-r', f'{src}:={dst}']
         return args

@@ -1,0 +1,39 @@
+"""ros2 launch reverse_digital_twin sim.launch.py [robot:=rdt_arm6|panda|<yaml>] ...
+
+The PyBullet twin and the emulated joint_trajectory_controller: from outside, a robot driver.
+The nodes come from the same graph description (reverse_digital_twin.stack) as `rdt up`.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from reverse_digital_twin.launch_support import launch_nodes
+from reverse_digital_twin.stack import SIM_NODE, sim_graph
+
+ARGUMENTS = (
+    ('robot', 'rdt_arm6', 'Robot configuration under config/ (rdt_arm6, panda) or a YAML path'),
+    ('namespace', '', 'Namespace of the nodes (empty: root, as a driver)'),
+    ('real_time_factor', '1.0', 'Simulated seconds per wall second; 0 = as fast as possible'),
+    ('rviz', 'false', 'Start rviz2 with the shipped configuration'),
+)
+
+
+def _graph(context):
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    overrides = {SIM_NODE: {'real_time_factor': float(value['real_time_factor'])}}
+    return launch_nodes(sim_graph(value['robot'], value['namespace'], overrides))
+
+
+def generate_launch_description() -> LaunchDescription:
+    rviz_config = PathJoinSubstitution([FindPackageShare('reverse_digital_twin'), 'config',
+                                        'rdt.rviz'])
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=text)
+          for name, default, text in ARGUMENTS),
+        OpaqueFunction(function=_graph),
+        Node(package='rviz2', executable='rviz2', arguments=['-d', rviz_config],
+             parameters=[{'use_sim_time': True}], condition=IfCondition(LaunchConfiguration('rviz'))),
+    ])
