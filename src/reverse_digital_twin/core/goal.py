@@ -80,7 +80,7 @@ def validate_goal(goal: TrajectoryGoal, rules: ValidationRules, now: float) -> s
     if duplicated:
         return f'Joint names are duplicated on incoming trajectory: {duplicated}'
     last = goal.points[-1]
-    if not rules.allow_nonzero_velocity_at_trajectory_end and last.velocities:
+    if not rules.allow_nonzero_velocity_at_trajectory_end and len(last.velocities):
         moving = [(names[i], v) for i, v in enumerate(last.velocities)
                   if i < len(names) and math.isfinite(v) and abs(v) > FLOAT_EPSILON]
         if moving:
@@ -102,15 +102,15 @@ def validate_goal(goal: TrajectoryGoal, rules: ValidationRules, now: float) -> s
         if len(p.positions) != n:
             return (f'Mismatch between joint_names size ({n}) and positions ({len(p.positions)}) '
                     f'at point #{i}.')
-        if p.velocities and len(p.velocities) != n:
+        if len(p.velocities) and len(p.velocities) != n:
             return (f'Mismatch between joint_names size ({n}) and velocities '
                     f'({len(p.velocities)}) at point #{i}.')
-        if p.accelerations and len(p.accelerations) != n:
+        if len(p.accelerations) and len(p.accelerations) != n:
             return (f'Mismatch between joint_names size ({n}) and accelerations '
                     f'({len(p.accelerations)}) at point #{i}.')
-        if p.effort and not rules.has_effort_command_interface:
+        if len(p.effort) and not rules.has_effort_command_interface:
             return 'Trajectory point contains effort, but no effort command interface exists.'
-        if p.effort and len(p.effort) != n:
+        if len(p.effort) and len(p.effort) != n:
             return (f'Mismatch between joint_names size ({n}) and effort ({len(p.effort)}) '
                     f'at point #{i}.')
     # Stricter than joint_trajectory_controller from here on.
@@ -141,7 +141,7 @@ def to_controller_order(goal: TrajectoryGoal, joints: Sequence[str],
     n = len(joints)
 
     def arrange(values: Sequence[float], fill: np.ndarray | None) -> np.ndarray | None:
-        if not values:
+        if len(values) == 0:
             return None
         out = np.zeros(n) if fill is None else np.array(fill, dtype=float)
         for k, src in enumerate(index):
