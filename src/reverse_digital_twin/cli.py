@@ -75,6 +75,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.robot, _specs(args), args.output)
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Render the robot in its scene at its start pose to a PNG (no ROS needed)."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from reverse_digital_twin.core.paths import resolve  # noqa: PLC0415
+    from reverse_digital_twin.core.physics import PhysicsWorld, render_rgb  # noqa: PLC0415
+    from reverse_digital_twin.core.robot_model import load_robot_model  # noqa: PLC0415
+    from reverse_digital_twin.core.scene import load_scene  # noqa: PLC0415
+    from reverse_digital_twin.stack import SIM_NODE, read_node_parameters  # noqa: PLC0415
+    from reverse_digital_twin.stack import robot_config  # noqa: PLC0415
+    sim = read_node_parameters(robot_config(args.robot), SIM_NODE)
+    urdf = resolve(sim['robot_description_file'], 'robot_description_file')
+    scene = load_scene(resolve(sim['scene_file'], 'scene_file')) if sim.get('scene_file') else None
+    initial = {k.split('.', 1)[1]: v for k, v in sim.items() if k.startswith('initial_positions.')}
+    with PhysicsWorld(load_robot_model(urdf), str(urdf), scene,
+                      initial_positions=initial) as world:
+        image = render_rgb(world, 800, 600)
+    plt.imsave(args.output, image)
+    print(f'rdt: wrote {args.output}')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='rdt', description='Reverse digital twin: a PyBullet twin behind the interface of '
@@ -88,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     _graph_args(demo)
     demo.add_argument('--output', default='artifacts', help='folder for plots and logs')
     demo.set_defaults(func=cmd_demo)
+    snap = sub.add_parser('snapshot', help='render the robot in its scene to a PNG')
+    snap.add_argument('--robot', default='rdt_arm6')
+    snap.add_argument('--output', default='scene.png')
+    snap.set_defaults(func=cmd_snapshot)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -241,3 +241,17 @@ class PhysicsWorld:
 
     def restore_state(self, state_id: int) -> None:
         self._client.restoreState(state_id)
+
+
+def render_rgb(world: PhysicsWorld, width: int = 640, height: int = 480,
+               target: tuple[float, float, float] | None = None, distance: float = 1.8,
+               yaw: float = 50.0, pitch: float = -25.0) -> np.ndarray:
+    """An RGB image (height, width, 3) uint8 of the world, from PyBullet's CPU renderer."""
+    c = world.client
+    if target is None:
+        target = tuple(np.add(world.scene.robot_position, (0.0, 0.0, 0.3)))
+    view = c.computeViewMatrixFromYawPitchRoll(target, distance, yaw, pitch, 0.0, 2)
+    projection = c.computeProjectionMatrixFOV(50.0, width / height, 0.05, 20.0)
+    _, _, rgba, _, _ = c.getCameraImage(width, height, view, projection,
+                                        renderer=pybullet.ER_TINY_RENDERER)
+    return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
