@@ -35,6 +35,8 @@ setup(
             'rdt = reverse_digital_twin.cli:main',
             'sim_node = reverse_digital_twin.nodes.sim_node:main',
             'emulated_controller = reverse_digital_twin.nodes.emulated_controller_node:main',
+            'bridge = reverse_digital_twin.nodes.bridge_node:main',
+            'standin_robot = reverse_digital_twin.nodes.standin_node:main',
         ],
     },
 )

@@ -126,3 +126,83 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
                  f'{PACKAGE}.nodes.emulated_controller_node', namespace, (config,),
                  {'use_sim_time': use_sim_time, **overrides.get(CONTROLLER_NODE, {})}),
     ]
+
+
+STANDIN_NODE = 'standin_robot'
+BRIDGE_EXECUTABLE = 'bridge'
+TWIN_NAMESPACE = 'sim'
+HARDWARE_NAMESPACE = 'hw'
+
+
+def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
+               armed: bool = False, client_controller: str = CONTROLLER_NODE,
+               hardware_joint_states: str = '',
+               overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[NodeSpec]:
+    """The reverse twin: the bridge in front, the twin under /sim, optionally hardware.
+
+    Args:
+        robot: robot name under config/ or a parameter YAML.
+        hardware: '' (no hardware), 'standin' (the stand-in robot under /hw, with the
+            perturbations of the robot file's standin_robot section), or the fully qualified
+            name of a real driver's trajectory controller, e.g.
+            '/scaled_joint_trajectory_controller'.
+        target: the bridge's initial target: sim | hardware | shadow.
+        armed: start with the hardware armed (needed for target hardware/shadow).
+        client_controller: the controller name clients use; the bridge serves it at the root.
+        hardware_joint_states: joint_states topic of a real driver (default: next to it).
+        overrides: node key -> parameter -> value; keys: pybullet_sim, joint_trajectory_controller
+            (both the twin's), standin_robot, hardware_controller, bridge.
+    """
+    config = str(robot_config(robot))
+    overrides = dict(overrides or {})
+    known = {SIM_NODE, CONTROLLER_NODE, STANDIN_NODE, 'hardware_controller', 'bridge'}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f'parameter overrides for unknown nodes {unknown}; known: '
+                          f'{sorted(known)}')
+    twin = f'/{TWIN_NAMESPACE}'
+    specs = [
+        NodeSpec(SIM_NODE, 'sim_node', f'{PACKAGE}.nodes.sim_node', TWIN_NAMESPACE, (config,),
+                 {'controller_parameters_file': config, **overrides.get(SIM_NODE, {})}),
+        NodeSpec(CONTROLLER_NODE, 'emulated_controller',
+                 f'{PACKAGE}.nodes.emulated_controller_node', TWIN_NAMESPACE, (config,),
+                 {'use_sim_time': True, **overrides.get(CONTROLLER_NODE, {})}),
+    ]
+    if hardware == 'standin':
+        hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
+        hw_joint_states = f'/{HARDWARE_NAMESPACE}/joint_states'
+        specs += [
+            NodeSpec(STANDIN_NODE, 'standin_robot', f'{PACKAGE}.nodes.standin_node',
+                     HARDWARE_NAMESPACE, (config,), dict(overrides.get(STANDIN_NODE, {}))),
+            NodeSpec(CONTROLLER_NODE, 'emulated_controller',
+                     f'{PACKAGE}.nodes.emulated_controller_node', HARDWARE_NAMESPACE, (config,),
+                     {'use_sim_time': False, **overrides.get('hardware_controller', {})}),
+        ]
+    elif hardware:
+        if not hardware.startswith('/'):
+            raise ConfigError(f'hardware {hardware!r}: use "standin" or the fully qualified name '
+                              'of the driver\'s controller, e.g. /scaled_joint_trajectory_controller')
+        hw_controller = hardware.rstrip('/')
+        ns = hw_controller.rsplit('/', 1)[0]
+        hw_joint_states = hardware_joint_states or f'{ns}/joint_states'
+        if hw_joint_states == '/joint_states':
+            raise ConfigError('the hardware must not publish /joint_states: the bridge relays '
+                              'the active target there. Start the driver in a namespace or remap '
+                              'its joint_states (e.g. -r joint_states:=/hw/joint_states) and pass '
+                              '--hardware-joint-states')
+    else:
+        hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
+        hw_joint_states = f'/{HARDWARE_NAMESPACE}/joint_states'
+    bridge = {
+        'sim_controller': f'{twin}/{CONTROLLER_NODE}',
+        'sim_joint_states': f'{twin}/joint_states',
+        'hardware_controller': hw_controller,
+        'hardware_joint_states': hw_joint_states,
+        'predict_service': f'{twin}/{SIM_NODE}/predict_trajectory',
+        'target': target,
+        'hardware_armed': armed,
+        **overrides.get('bridge', {}),
+    }
+    specs.append(NodeSpec(client_controller, BRIDGE_EXECUTABLE, f'{PACKAGE}.nodes.bridge_node',
+                          '', (), bridge))
+    return specs

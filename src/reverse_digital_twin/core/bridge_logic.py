@@ -1,0 +1,179 @@
+"""The bridge's decisions, without ROS: where goals go, when a switch is allowed, when the
+hardware counts as lost, when it has left the predicted path.
+
+The bridge node feeds these objects with times and states and acts on their answers; every
+rule here is unit-tested on its own.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Target(str, Enum):
+    """Where goals go."""
+
+    SIM = 'sim'  # the twin's emulated controller
+    HARDWARE = 'hardware'  # the robot's driver (or the stand-in)
+    SHADOW = 'shadow'  # the hardware executes; measured states are checked against the twin
+
+    @property
+    def uses_hardware(self) -> bool:
+        return self is not Target.SIM
+
+    @classmethod
+    def parse(cls, name: str) -> 'Target':
+        try:
+            return cls(name.strip().lower())
+        except ValueError:
+            raise ValueError(f'unknown target {name!r}; choose one of '
+                             f'{[t.value for t in cls]}') from None
+
+
+class TargetSwitch:
+    """Active target, hardware arming, and the rule that switches happen between goals."""
+
+    def __init__(self, target: Target = Target.SIM, armed: bool = False) -> None:
+        self.target = target
+        self.armed = armed
+        self.goal_active = False
+        if target.uses_hardware and not armed:
+            raise ValueError(f'target {target.value!r} needs the hardware armed '
+                             '(hardware_armed: true)')
+
+    def check_switch(self, target: Target) -> str | None:
+        """Why a switch to `target` is refused now, or None."""
+        if self.goal_active:
+            return (f'refused to switch to {target.value}: a goal is executing on '
+                    f'{self.target.value}; switch between goals')
+        if target.uses_hardware and not self.armed:
+            return (f'refused to switch to {target.value}: the hardware is not armed '
+                    '(call ~/arm_hardware with data: true)')
+        return None
+
+    def switch(self, target: Target) -> str | None:
+        reason = self.check_switch(target)
+        if reason is None:
+            self.target = target
+        return reason
+
+    def disarm(self) -> None:
+        """Drop hardware readiness (hardware lost); goals fall back to needing a re-arm."""
+        self.armed = False
+
+
+class StalenessMonitor:
+    """Decides when a joint-state stream has stopped, from the gaps actually measured.
+
+    The deadline is ``factor`` times the largest recent gap, but never below ``minimum``: a
+    100 Hz stream with 2 ms jitter trips after ~50 ms, a slow 10 Hz stream after ~0.5 s.
+    DDS liveliness takes ~20 s to notice a dead publisher, far too late for a moving arm.
+    """
+
+    def __init__(self, minimum: float = 0.1, factor: float = 5.0, window: int = 200) -> None:
+        self.minimum = minimum
+        self.factor = factor
+        self._gaps: deque[float] = deque(maxlen=window)
+        self.last: float | None = None
+
+    def arrived(self, now: float) -> None:
+        if self.last is not None and now > self.last:
+            self._gaps.append(now - self.last)
+        self.last = now
+
+    @property
+    def deadline(self) -> float:
+        if not self._gaps:
+            return max(self.minimum, 1.0)
+        return max(self.minimum, self.factor * max(self._gaps))
+
+    def silence(self, now: float) -> float:
+        return math.inf if self.last is None else now - self.last
+
+    def stale(self, now: float) -> bool:
+        return self.silence(now) > self.deadline
+
+    def reset(self) -> None:
+        self._gaps.clear()
+        self.last = None
+
+
+def execution_timeout(duration: float, goal_time: float = 0.0, scale: float = 1.1,
+                      margin: float = 0.5) -> float:
+    """How long to wait for a result before declaring the target dead (MoveIt's rule)."""
+    return scale * (duration + goal_time) + margin
+
+
+def start_deviation(first_positions: Sequence[float], measured: Sequence[float],
+                    joints: Sequence[str], tolerance: float) -> str | None:
+    """Why a trajectory's first point (meant as 'now') is too far from the measured state."""
+    if tolerance <= 0:
+        return None
+    err = np.abs(np.asarray(first_positions, float) - np.asarray(measured, float))
+    worst = int(np.argmax(err))
+    if err[worst] > tolerance:
+        return (f'the trajectory starts {err[worst]:.4f} rad away from the measured state at '
+                f'joint {joints[worst]} (start tolerance {tolerance:.4f} rad); nothing was moved')
+    return None
+
+
+@dataclass(frozen=True)
+class DivergenceEvent:
+    """The measured hardware state left the predicted one."""
+
+    joint: str
+    error: float  # measured - predicted, rad
+    threshold: float
+    time: float  # s into the goal
+    measured: np.ndarray
+    predicted: np.ndarray
+
+    def describe(self) -> str:
+        return (f'joint {self.joint} diverged from the twin\'s prediction by {self.error:+.4f} rad '
+                f'(threshold {self.threshold:.4f}) at {self.time:.2f} s into the goal')
+
+
+class DivergenceMonitor:
+    """Compares measured joint positions with the predicted trajectory, time-aligned.
+
+    ``time_slack`` absorbs latency between the bridge and the hardware: the error of a joint is
+    its smallest distance to the prediction within ±slack of the measurement's time.
+    """
+
+    def __init__(self, joints: Sequence[str], times: np.ndarray, positions: np.ndarray,
+                 threshold: float, time_slack: float = 0.1) -> None:
+        if len(times) == 0:
+            raise ValueError('empty prediction')
+        self.joints = list(joints)
+        self.times = np.asarray(times, float)
+        self.positions = np.asarray(positions, float)
+        self.threshold = threshold
+        self.time_slack = time_slack
+        self.max_error = 0.0
+
+    def predicted_at(self, t: float) -> np.ndarray:
+        return np.array([np.interp(t, self.times, self.positions[:, j])
+                         for j in range(self.positions.shape[1])])
+
+    def check(self, t: float, measured: Sequence[float]) -> DivergenceEvent | None:
+        measured = np.asarray(measured, float)
+        lo, hi = t - self.time_slack, t + self.time_slack
+        window = (self.times >= lo) & (self.times <= hi)
+        candidates = [self.predicted_at(min(max(lo, self.times[0]), self.times[-1])),
+                      self.predicted_at(min(max(hi, self.times[0]), self.times[-1]))]
+        if window.any():
+            candidates.extend(self.positions[window])
+        stacked = np.vstack(candidates)
+        errors = measured[None, :] - stacked
+        best = errors[np.argmin(np.abs(errors), axis=0), np.arange(len(measured))]
+        worst = int(np.argmax(np.abs(best)))
+        self.max_error = max(self.max_error, float(abs(best[worst])))
+        if abs(best[worst]) > self.threshold:
+            return DivergenceEvent(self.joints[worst], float(best[worst]), self.threshold, t,
+                                   measured, self.predicted_at(t))
+        return None

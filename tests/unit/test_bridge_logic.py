@@ -1,0 +1,92 @@
+"""The bridge's rules without ROS: switching, staleness deadlines, start check, divergence."""
+import math
+
+import numpy as np
+import pytest
+
+from reverse_digital_twin.core.bridge_logic import DivergenceMonitor, StalenessMonitor, Target
+from reverse_digital_twin.core.bridge_logic import TargetSwitch, execution_timeout
+from reverse_digital_twin.core.bridge_logic import start_deviation
+
+
+def test_target_parse():
+    assert Target.parse(' Shadow ') is Target.SHADOW
+    with pytest.raises(ValueError, match='sim'):
+        Target.parse('gazebo')
+    assert Target.HARDWARE.uses_hardware and Target.SHADOW.uses_hardware
+    assert not Target.SIM.uses_hardware
+
+
+def test_hardware_target_needs_arming_at_start():
+    with pytest.raises(ValueError, match='armed'):
+        TargetSwitch(Target.HARDWARE, armed=False)
+
+
+def test_switch_rules():
+    switch = TargetSwitch()
+    assert 'not armed' in switch.switch(Target.HARDWARE)
+    assert switch.target is Target.SIM
+    switch.armed = True
+    switch.goal_active = True
+    assert 'goal is executing' in switch.switch(Target.SHADOW)
+    assert switch.target is Target.SIM
+    switch.goal_active = False
+    assert switch.switch(Target.SHADOW) is None
+    assert switch.target is Target.SHADOW
+    switch.disarm()
+    assert not switch.armed
+    assert switch.switch(Target.SIM) is None  # back to the twin is always allowed
+
+
+def test_staleness_deadline_follows_measured_gaps():
+    monitor = StalenessMonitor(minimum=0.05, factor=5.0)
+    assert monitor.stale(0.0)  # nothing yet
+    for k in range(100):
+        monitor.arrived(k * 0.01)  # 100 Hz
+    assert monitor.deadline == pytest.approx(0.05)
+    assert not monitor.stale(0.99 + 0.04)
+    assert monitor.stale(0.99 + 0.06)
+    slow = StalenessMonitor(minimum=0.05, factor=5.0)
+    for k in range(20):
+        slow.arrived(k * 0.1)  # 10 Hz
+    assert slow.deadline == pytest.approx(0.5)
+    assert not slow.stale(1.9 + 0.4)
+    assert slow.silence(1.9 + 0.3) == pytest.approx(0.3)
+
+
+def test_execution_timeout_is_moveits_rule():
+    assert execution_timeout(10.0) == pytest.approx(11.5)
+    assert execution_timeout(2.0, goal_time=1.0) == pytest.approx(1.1 * 3.0 + 0.5)
+
+
+def test_start_deviation_names_the_joint():
+    joints = ['a', 'b', 'c']
+    assert start_deviation([0, 0, 0], [0, 0.005, 0], joints, 0.01) is None
+    reason = start_deviation([0, 0, 0.2], [0, 0, 0], joints, 0.01)
+    assert 'joint c' in reason and '0.2000' in reason
+    assert start_deviation([0, 0, 5], [0, 0, 0], joints, 0.0) is None  # disabled
+
+
+def _prediction():
+    times = np.linspace(0.0, 2.0, 201)
+    positions = np.stack([np.sin(times), 0.5 * times], axis=1)
+    return times, positions
+
+
+def test_divergence_within_threshold_and_latency_is_quiet():
+    times, positions = _prediction()
+    monitor = DivergenceMonitor(['a', 'b'], times, positions, threshold=0.05, time_slack=0.1)
+    for t in np.linspace(0, 2, 50):
+        late = max(t - 0.05, 0.0)  # the hardware lags 50 ms behind the prediction
+        assert monitor.check(t, [math.sin(late), 0.5 * late + 0.01]) is None
+    assert 0.0 < monitor.max_error <= 0.05
+
+
+def test_divergence_beyond_threshold_names_joint_and_time():
+    times, positions = _prediction()
+    monitor = DivergenceMonitor(['a', 'b'], times, positions, threshold=0.05, time_slack=0.1)
+    event = monitor.check(1.0, [math.sin(1.0), 0.5 - 0.2])
+    assert event is not None and event.joint == 'b'
+    assert event.error == pytest.approx(-0.2 + 0.05, abs=0.01)  # nearest prediction in the window
+    assert event.time == 1.0
+    assert 'joint b' in event.describe() and '1.00 s' in event.describe()
