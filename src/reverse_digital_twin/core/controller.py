@@ -63,6 +63,7 @@ class ControllerConfig:
     allow_nonzero_velocity_at_trajectory_end: bool = False
     interpolation_method: str = 'splines'
     interpolate_from_desired_state: bool = False
+    enforce_position_limits: bool = True  # stricter than upstream: refuse goals beyond limits
     tolerances: SegmentTolerances | None = None
     gains: dict[str, PidGains] = field(default_factory=dict)
 
@@ -144,7 +145,8 @@ class TrajectoryController:
             joints=tuple(config.joints), limits=dict(config.limits),
             allow_partial_joints_goal=config.allow_partial_joints_goal,
             allow_nonzero_velocity_at_trajectory_end=config.allow_nonzero_velocity_at_trajectory_end,
-            has_effort_command_interface='effort' in config.command_interfaces)
+            has_effort_command_interface='effort' in config.command_interfaces,
+            enforce_position_limits=config.enforce_position_limits)
         n = len(config.joints)
         self._wrap = np.array([j in config.continuous_joints for j in config.joints])
         self._trajectory: Trajectory | None = None

@@ -9,7 +9,7 @@ sends the command back on ``physics/joint_commands``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from control_msgs.action import FollowJointTrajectory
@@ -25,11 +25,13 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from reverse_digital_twin.core.controller import ControllerConfig, CycleResult, ErrorCode
-from reverse_digital_twin.core.controller import PREEMPTED_MESSAGE, PidGains, TrajectoryController
+from reverse_digital_twin.core.controller import CycleResult, ErrorCode, PREEMPTED_MESSAGE
+from reverse_digital_twin.core.controller import TrajectoryController
+from reverse_digital_twin.core.controller_config import CONTROLLER_PARAMETERS, controller_config
+from reverse_digital_twin.core.controller_config import joint_parameters
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.robot_model import parse_urdf
-from reverse_digital_twin.core.tolerances import apply_goal_tolerances, default_tolerances
+from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.core.trajectory import JointSample
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, PHYSICS_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, point_msg, seconds
@@ -58,63 +60,17 @@ class EmulatedController(Node):
             raise ConfigError(f'{self.get_fully_qualified_name()}: parameter joints is not set; '
                               'list the controlled joints (see config/*.yaml)')
         self.joints = tuple(joints.value)
-        self.command_interfaces = tuple(declare(
-            self, 'command_interfaces', ['position'],
-            'Command interfaces: position, velocity, effort (and combinations)', True))
-        self.state_interfaces = tuple(declare(
-            self, 'state_interfaces', ['position', 'velocity'],
-            'State interfaces used for control: position, velocity, acceleration', True))
-        self.update_rate = float(declare(self, 'update_rate', 100.0,
-                                         'Control rate (Hz); must match the sim', True))
-        self.action_monitor_rate = float(declare(
-            self, 'action_monitor_rate', 20.0, 'Rate of action feedback and results (Hz)', True))
-        self.frame_id = declare(self, 'frame_id', 'base_link',
-                                'header.frame_id of joint_states (joint_state_broadcaster)', True)
-        flags = {name: bool(declare(self, name, default, text, True)) for name, default, text in (
-            ('allow_partial_joints_goal', False, 'Accept goals naming a subset of the joints'),
-            ('allow_nonzero_velocity_at_trajectory_end', False,
-             'Accept a last point with nonzero velocity'),
-            ('interpolate_from_desired_state', False,
-             'Start new trajectories from the last desired state instead of the measured one'),
-            ('enforce_position_limits', True,
-             'Refuse goals with positions outside the URDF limits (stricter than upstream)'))}
-        interpolation = declare(self, 'interpolation_method', 'splines',
-                                "Trajectory interpolation: 'splines' or 'none'", True)
-        stopped_velocity = float(declare(
-            self, 'constraints.stopped_velocity_tolerance', 0.01,
-            'Velocity tolerance at the goal (rad/s); only checked with a velocity or effort '
-            'command interface', True))
-        goal_time = float(declare(self, 'constraints.goal_time', 0.0,
-                                  'Time allowed after the end to reach the goal tolerance (s); '
-                                  '0 waits forever', True))
-        path_tol, goal_tol, gains = {}, {}, {}
-        for j in self.joints:
-            path_tol[j] = float(declare(self, f'constraints.{j}.trajectory', 0.0,
-                                        f'Path position tolerance of {j} (0 = unchecked)', True))
-            goal_tol[j] = float(declare(self, f'constraints.{j}.goal', 0.0,
-                                        f'Goal position tolerance of {j} (0 = unchecked)', True))
-            gains[j] = PidGains(*(float(declare(self, f'gains.{j}.{k}', d,
-                                                f'{k} of {j} (velocity/effort commands)', True))
-                                  for k, d in (('p', 0.0), ('i', 0.0), ('d', 0.0),
-                                               ('i_clamp', math.inf),
-                                               ('ff_velocity_scale', 0.0))))
+        declared = {'joints': self.joints}
+        for name, (default, text) in {**CONTROLLER_PARAMETERS,
+                                      **joint_parameters(self.joints)}.items():
+            declared[name] = declare(self, name, default, text, read_only=True)
         check_unknown_parameters(self)
-        self._config_kwargs = dict(
-            joints=self.joints, command_interfaces=self.command_interfaces,
-            state_interfaces=self.state_interfaces,
-            allow_partial_joints_goal=flags['allow_partial_joints_goal'],
-            allow_nonzero_velocity_at_trajectory_end=flags[
-                'allow_nonzero_velocity_at_trajectory_end'],
-            interpolation_method=interpolation,
-            interpolate_from_desired_state=flags['interpolate_from_desired_state'],
-            tolerances=default_tolerances(self.joints, path_tol, goal_tol, stopped_velocity,
-                                          goal_time),
-            gains=gains)
-        self._enforce_limits = flags['enforce_position_limits']
-        try:
-            ControllerConfig(**self._config_kwargs)  # fail at start on bad values, not later
-        except ValueError as exc:
-            raise ConfigError(f'{self.get_fully_qualified_name()}: {exc}') from None
+        self.command_interfaces = tuple(declared['command_interfaces'])
+        self.state_interfaces = tuple(declared['state_interfaces'])
+        self.update_rate = float(declared['update_rate'])
+        self.frame_id = declared['frame_id']
+        self._parameters = declared
+        controller_config(declared, None, self.get_fully_qualified_name())  # fail early on bad values
         self.core: TrajectoryController | None = None
         self._inactive_reason = 'waiting for robot_description'
         self._state_index: list[int] | None = None
@@ -142,7 +98,7 @@ class EmulatedController(Node):
             cancel_callback=self._on_cancel)
         self.create_service(QueryTrajectoryState, '~/query_state', self._on_query_state)
         # Results and feedback go out on a wall-clock timer, as upstream's action monitor does.
-        self.create_timer(1.0 / self.action_monitor_rate, self._monitor,
+        self.create_timer(1.0 / float(declared['action_monitor_rate']), self._monitor,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # --- configuration from the robot description -------------------------------------------
@@ -155,12 +111,8 @@ class EmulatedController(Node):
             self.core = None
             self.get_logger().error(f'cannot activate: {exc}')
             return
-        limits = {j.name: j.limits for j in model.movable_joints if j.name in self.joints}
-        continuous = frozenset(j.name for j in model.movable_joints if j.type == 'continuous')
-        self.core = TrajectoryController(ControllerConfig(
-            limits=limits, continuous_joints=continuous, **self._config_kwargs))
-        if not self._enforce_limits:
-            self.core.rules = replace(self.core.rules, enforce_position_limits=False)
+        self.core = TrajectoryController(
+            controller_config(self._parameters, model, self.get_fully_qualified_name()))
         self._inactive_reason = 'waiting for the first joint state from the sim'
         self.get_logger().info(f'configured for {model.name}: joints {list(self.joints)}, '
                                f'command interfaces {list(self.command_interfaces)}')
