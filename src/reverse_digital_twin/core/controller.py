@@ -265,7 +265,7 @@ class TrajectoryController:
                 self._monitoring = False
                 return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED,
                                f'Aborted due to path tolerance violation: {violation.describe()} '
-                               f'at {now - (traj.start_time or now):.3f} s into the trajectory')
+                               f'at {now - (traj.start_time if traj.start_time is not None else now):.3f} s into the trajectory')
         if not past_end:
             return None
         violation = check_tolerances(joints, self._tolerances.goal, error.positions, vel_err, acc_err)

@@ -206,7 +206,8 @@ class EmulatedController(Node):
         msg.header.stamp = state.header.stamp
         msg.joint_names = list(self.joints)
         traj = self.core.active_trajectory if self.core else None
-        since = cycle.time - traj.start_time if traj is not None and traj.start_time else 0.0
+        since = cycle.time - traj.start_time \
+            if traj is not None and traj.start_time is not None else 0.0
         msg.reference = point_msg(cycle.reference, since)
         has_vel = 'velocity' in self.state_interfaces
         msg.feedback = point_msg(cycle.feedback, velocities=has_vel, accelerations=False)

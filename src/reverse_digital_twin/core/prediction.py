@@ -1,0 +1,452 @@
+"""Predict what a trajectory will do before the real robot gets it.
+
+A :class:`Predictor` owns its own PyBullet world (same URDF, scene and physics rate as the
+live twin) and rolls a trajectory out in it through the same control law as the emulated
+controller (:class:`~reverse_digital_twin.core.controller.TrajectoryController`), free-running
+as fast as the machine allows. The result is a :class:`Verdict`: safe or not, and why, in
+terms a person can act on (which link hits what, when and where; which joint exceeds which
+limit; what the controller would report). Every predict() starts from the same saved world
+state, so the same question always gets the bit-identical answer.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+import numpy as np
+
+from reverse_digital_twin.core.controller import Command, ControllerConfig, CycleResult
+from reverse_digital_twin.core.controller import ErrorCode, Outcome, TrajectoryController
+from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.goal import TrajectoryGoal
+from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
+from reverse_digital_twin.core.robot_model import RobotModel
+from reverse_digital_twin.core.scene import Scene
+from reverse_digital_twin.core.tolerances import SegmentTolerances, check_tolerances
+from reverse_digital_twin.core.trajectory import JointSample
+
+#: A position this far outside the URDF limits counts as a violation (rad or m); below it is
+#: solver noise at a limit stop.
+POSITION_LIMIT_SLACK = 1e-3
+#: A motor is saturated in a control cycle when its effort, averaged over the cycle's physics
+#: steps, reaches this fraction of the URDF effort limit: it pushed at the limit in one direction
+#: the whole cycle. (PyBullet's stiff position motors hit the limit for single steps, back and
+#: forth, on every new target; that is not pushing against anything.) ...
+EFFORT_SATURATION = 0.999
+#: ... for this many consecutive control cycles: the arm pushes against something or is too
+#: heavy for the motor.
+EFFORT_SATURATION_CYCLES = 3
+#: PyBullet also reports contact points that are still apart (up to a few mm while a link
+#: approaches); only points at least this deep (m) are collisions.
+MIN_CONTACT_DEPTH = 0.0
+
+
+@dataclass(frozen=True)
+class PredictedCollision:
+    """First contact of one (robot link, other) pair during the rollout.
+
+    ``time`` and ``position`` are those of the first contact; ``depth`` is the deepest
+    penetration of this pair over the whole rollout (m), because that is what tells how bad it is.
+    """
+
+    link: str
+    other: str  # scene object name, or another robot link (self-collision)
+    time: float  # s after the start of the prediction
+    position: tuple[float, float, float]  # world frame (m)
+    depth: float  # m
+
+
+@dataclass(frozen=True)
+class LimitViolation:
+    """First time one joint exceeds one kind of URDF limit."""
+
+    joint: str
+    kind: str  # 'position' | 'velocity' | 'effort'
+    time: float  # s after the start of the prediction
+    value: float  # rad, rad/s, N*m (m, m/s, N for prismatic joints)
+    limit: float
+
+
+@dataclass(frozen=True, eq=False)
+class Verdict:
+    """What the twin predicts for a trajectory, and why it is (un)safe."""
+
+    safe: bool
+    reasons: tuple[str, ...]  # one actionable line each; empty when safe
+    collisions: tuple[PredictedCollision, ...]  # first contact per (link, other) pair, by time
+    limit_violations: tuple[LimitViolation, ...]  # first per (joint, kind), by time
+    outcome: Outcome | None  # what the controller would report; None: no end within the horizon
+    max_tracking_error: float  # max |reference - measured| position over the rollout
+    max_tracking_error_joint: str
+    joints: tuple[str, ...]  # controller joint order (columns of positions / velocities)
+    times: np.ndarray  # (T,) s after the start of the prediction, one per control cycle
+    positions: np.ndarray  # (T, n) predicted measured positions
+    velocities: np.ndarray  # (T, n) predicted measured velocities
+    duration: float  # simulated s
+    computation_time: float  # wall s
+
+    @property
+    def rejected(self) -> bool:
+        """The controller would refuse the goal outright (nothing was rolled out)."""
+        return not self.safe and len(self.times) == 0
+
+    @property
+    def summary(self) -> str:
+        return '\n'.join(self.reasons) or 'safe'
+
+    @property
+    def final_positions(self) -> np.ndarray:
+        """Predicted measured positions at the end; NaN when nothing was rolled out."""
+        return self.positions[-1] if len(self.positions) else np.full(len(self.joints), np.nan)
+
+    @property
+    def final_velocities(self) -> np.ndarray:
+        """Predicted measured velocities at the end; NaN when nothing was rolled out."""
+        return self.velocities[-1] if len(self.velocities) else np.full(len(self.joints), np.nan)
+
+
+class Predictor:
+    """Rolls trajectories out in a private physics world through the controller's control law.
+
+    Args:
+        model: the robot model (joint names, limits, root link).
+        urdf_path: the URDF PyBullet loads (the live twin's).
+        scene: the live twin's scene (None: the robot alone).
+        physics_rate: physics steps per simulated second (Hz), as the live twin.
+        update_rate: control cycles per simulated second (Hz), as the live controller.
+        config: the live controller's configuration (joints, interfaces, tolerances, limits).
+        motors: how commands drive the joints, as in the live twin.
+        command_delay_cycles: 0 models the live sim in lockstep (a command computed at cycle k
+            acts from cycle k); 1 models it without lockstep (it acts from cycle k + 1).
+        allowed_contacts: (robot link, other) pairs that are not collisions, e.g. a gripper on
+            the part it is meant to touch; ``*`` (fnmatch patterns) allowed on either side. The
+            root link's contacts (with what the robot stands on) are always allowed.
+        velocity_margin: a velocity counts as over the limit above limit * velocity_margin
+            (the motors' velocity cap is soft in PyBullet).
+        horizon_after_end: how long after the trajectory end to wait for the controller's
+            outcome when the goal_time tolerance is shorter (s).
+        initial_positions: positions of joints that predict() is not told about (e.g. fingers
+            the controller does not command), as in the live twin; others start at 0.
+    """
+
+    def __init__(self, model: RobotModel, urdf_path: str, scene: Scene | None,
+                 physics_rate: float, update_rate: float, config: ControllerConfig,
+                 motors: MotorSettings = MotorSettings(), command_delay_cycles: int = 0,
+                 allowed_contacts: Iterable[tuple[str, str]] = (),
+                 velocity_margin: float = 1.05, horizon_after_end: float = 1.0,
+                 initial_positions: Mapping[str, float] | None = None) -> None:
+        for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f'{name} must be a positive number of Hz, got {value}')
+        if update_rate > physics_rate:
+            raise ConfigError(f'update_rate ({update_rate} Hz) exceeds physics_rate '
+                              f'({physics_rate} Hz): the controller cannot run faster than the '
+                              'physics')
+        if command_delay_cycles < 0:
+            raise ConfigError(f'command_delay_cycles must be >= 0, got {command_delay_cycles}')
+        if not (velocity_margin > 0 and math.isfinite(velocity_margin)):
+            raise ConfigError(f'velocity_margin must be a positive factor, got {velocity_margin}')
+        if not (horizon_after_end >= 0 and math.isfinite(horizon_after_end)):
+            raise ConfigError(f'horizon_after_end must be >= 0 s, got {horizon_after_end}')
+        model.check_joints(list(config.joints), 'predictor controller joints')
+        self.model = model
+        self.config = config
+        self.physics_rate = float(physics_rate)
+        self.update_rate = float(update_rate)
+        self.period = 1.0 / self.update_rate
+        self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
+        self.command_delay_cycles = int(command_delay_cycles)
+        self.velocity_margin = float(velocity_margin)
+        self.horizon_after_end = float(horizon_after_end)
+        self.allowed_contacts: tuple[tuple[str, str], ...] = tuple(
+            (str(a), str(b)) for a, b in allowed_contacts)
+        self._joints = tuple(config.joints)
+        movable = {j.name: j for j in model.movable_joints}
+        self._limits = [movable[j].limits for j in self._joints]
+        self._units = [('m', 'm/s', 'N') if movable[j].type == 'prismatic'
+                       else ('rad', 'rad/s', 'N*m') for j in self._joints]
+        self.world = PhysicsWorld(model, urdf_path, scene, physics_rate, motors,
+                                  initial_positions)
+        self._movable = self.world.movable_joints
+        self._indices = [self.world.joint_index[j] for j in self._joints]
+        self._torque_commands = 'effort' in config.command_interfaces
+        self._initial_state = self.world.save_state()
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        self.world.close()
+
+    def __enter__(self) -> 'Predictor':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- prediction -------------------------------------------------------------------------
+    def predict(self, goal: TrajectoryGoal, start_positions: Mapping[str, float],
+                start_velocities: Mapping[str, float] | None = None,
+                tolerances: SegmentTolerances | None = None, now: float = 0.0) -> Verdict:
+        """Roll ``goal`` out from the given state and judge it.
+
+        Args:
+            goal: the trajectory as the controller would receive it.
+            start_positions: joint -> position where the robot is now (joints left out keep
+                the predictor's initial positions).
+            start_velocities: joint -> velocity now (default: at rest).
+            tolerances: the goal's tolerances merged with the defaults (None: the defaults).
+            now: the controller clock at the start (s), so that a nonzero header stamp means
+                what it will mean live. Times in the verdict are relative to it.
+        """
+        wall0 = time.perf_counter()
+        joints = self._joints
+        n = len(joints)
+        controller = TrajectoryController(self.config)
+        reason = controller.validate(goal, now)
+        if reason is not None:
+            return Verdict(False, (f'the controller would reject the goal: {reason}',), (), (),
+                           None, 0.0, '', joints, np.zeros(0), np.zeros((0, n)),
+                           np.zeros((0, n)), 0.0, time.perf_counter() - wall0)
+        start = self._reset(start_positions, start_velocities or {})
+        # The controller has been holding the start pose before the goal arrives: one virtual
+        # hold cycle gives it the command a partial goal fills in, as live.
+        controller.update(now - self.period, start, self.period)
+        controller.accept(goal, tolerances)
+        tol = tolerances or self.config.default_tolerances
+        t_begin = goal.stamp or now
+        end = t_begin + goal.points[-1].time_from_start
+        horizon = max(tol.goal_time, self.horizon_after_end)
+        last_time = end + horizon - now + 1e-9  # relative to now
+        rollout = _Rollout(self, now)
+        while True:
+            cycle = rollout.cycle(controller)
+            if cycle.outcome is not None or rollout.t + self.period > last_time:
+                break
+            rollout.step()
+        return rollout.verdict(cycle, tol, horizon, time.perf_counter() - wall0)
+
+    def _reset(self, positions: Mapping[str, float],
+               velocities: Mapping[str, float]) -> JointSample:
+        """Put the world back to its saved state, then the robot at the start state, holding."""
+        unknown = sorted((set(positions) | set(velocities)) - set(self._movable))
+        if unknown:
+            raise ValueError(f'start state names unknown joints {unknown}; movable joints: '
+                             f'{self._movable}')
+        bad = [j for j, v in (*positions.items(), *velocities.items())
+               if not math.isfinite(float(v))]
+        if bad:
+            raise ValueError(f'start state is not finite for joints {sorted(set(bad))}')
+        world = self.world
+        c = world.client
+        world.restore_state(self._initial_state)
+        world.steps = 0
+        for name in self._movable:
+            index = world.joint_index[name]
+            q = float(positions[name]) if name in positions else c.getJointState(
+                world.robot_id, index)[0]
+            c.resetJointState(world.robot_id, index, q, float(velocities.get(name, 0.0)))
+        # Motor targets are not part of the saved state: every joint holds its start position.
+        held = world.read_state(self._movable)
+        world.apply_command(self._movable, positions=held.positions.tolist())
+        state = world.read_state(list(self._joints))
+        return self._sample(state.positions, state.velocities)
+
+    def _sample(self, positions: np.ndarray, velocities: np.ndarray) -> JointSample:
+        """The measured state as the controller sees it (velocity only with that interface)."""
+        n = len(self._joints)
+        v = velocities if 'velocity' in self.config.state_interfaces else np.zeros(n)
+        return JointSample(positions, v, np.zeros(n))
+
+    def _allowed(self, link: str, other: str) -> bool:
+        root = self.model.root_link
+        if link == root or other == root:
+            return True
+        return any(fnmatchcase(link, a) and fnmatchcase(other, b)
+                   for a, b in self.allowed_contacts)
+
+
+class _Rollout:
+    """The bookkeeping of one prediction: records, first events, running maxima."""
+
+    def __init__(self, predictor: Predictor, now: float) -> None:
+        self.p = predictor
+        self.now = now
+        n = len(predictor._joints)
+        self.t = 0.0
+        self.times: list[float] = []
+        self.positions: list[np.ndarray] = []
+        self.velocities: list[np.ndarray] = []
+        self.collisions: dict[tuple[str, str], PredictedCollision] = {}
+        self.depths: dict[tuple[str, str], float] = {}
+        self.violations: dict[tuple[str, str], LimitViolation] = {}
+        self.saturated = np.zeros(n, dtype=int)  # consecutive saturated cycles per joint
+        self.saturated_since = np.zeros(n)
+        self.saturated_value = np.zeros(n)
+        self.max_error = 0.0
+        self.max_error_joint = ''
+        self.pending: deque[Command] = deque()
+        self.command_errors: list[str] = []
+        limits = predictor._limits
+        self.lower = np.array([lim.lower for lim in limits]) - POSITION_LIMIT_SLACK
+        self.upper = np.array([lim.upper for lim in limits]) + POSITION_LIMIT_SLACK
+        self.vmax = np.array([lim.velocity for lim in limits]) * predictor.velocity_margin
+        self.emax = np.array([lim.effort for lim in limits]) * EFFORT_SATURATION
+
+    def cycle(self, controller: TrajectoryController) -> CycleResult:
+        """One control cycle: measure, check limits, run the control law, queue the command."""
+        p, world = self.p, self.p.world
+        self.t = world.time
+        state = world.read_state(list(p._joints))
+        self.times.append(self.t)
+        self.positions.append(state.positions)
+        self.velocities.append(state.velocities)
+        self._check_limits(state.positions, state.velocities)
+        result = controller.update(self.now + self.t, p._sample(state.positions,
+                                                                state.velocities), p.period)
+        errors = np.abs(result.error.positions)
+        k = int(np.argmax(errors))
+        if errors[k] > self.max_error:
+            self.max_error, self.max_error_joint = float(errors[k]), p._joints[k]
+        self.pending.append(result.command)
+        return result
+
+    def step(self) -> None:
+        """Apply the (possibly delayed) command, advance one control period, check contacts."""
+        p, world = self.p, self.p.world
+        if len(self.pending) > p.command_delay_cycles:
+            command = self.pending.popleft()
+            try:
+                world.apply_command(
+                    list(p._joints),
+                    positions=None if command.positions is None else command.positions.tolist(),
+                    velocities=None if command.velocities is None
+                    else command.velocities.tolist(),
+                    efforts=None if command.efforts is None else command.efforts.tolist())
+            except ValueError as exc:  # the live sim refuses it too and keeps the last one
+                if not self.command_errors:
+                    self.command_errors.append(
+                        f'the sim would refuse a command at {world.time:.2f} s and hold: {exc}')
+        # Efforts are summed over every physics step: a single sample cannot tell a motor
+        # pushing against something from one chattering at the limit.
+        effort = np.zeros(len(p._joints))
+        if p._torque_commands:  # PhysicsWorld knows the commanded torques
+            joints = list(p._joints)
+            for _ in range(p.steps_per_cycle):
+                world.step(1)
+                effort += world.read_state(joints).efforts
+        else:  # the motor's applied torque, read the cheap way (this runs every physics step)
+            get_states, body, indices = world.client.getJointStates, world.robot_id, p._indices
+            for _ in range(p.steps_per_cycle):
+                world.step(1)
+                effort += [s[3] for s in get_states(body, indices)]
+        self._check_effort(effort / p.steps_per_cycle)
+        self._check_contacts(world.time)
+
+    def _check_contacts(self, t: float) -> None:
+        for link, other, position, depth in self.p.world.contacts():
+            if depth < MIN_CONTACT_DEPTH or self.p._allowed(link, other):
+                continue
+            key = (link, other)
+            if key not in self.collisions and (other, link) in self.collisions:
+                key = (other, link)  # a self-collision seen from the other link
+            if key not in self.collisions:
+                self.collisions[key] = PredictedCollision(
+                    link, other, t, tuple(float(x) for x in position), float(depth))
+                self.depths[key] = float(depth)
+            else:
+                self.depths[key] = max(self.depths[key], float(depth))
+
+    def _check_limits(self, q: np.ndarray, v: np.ndarray) -> None:
+        p = self.p
+        for i in np.flatnonzero((q < self.lower) | (q > self.upper)):
+            lim = p._limits[i]
+            bound = lim.lower if q[i] < self.lower[i] else lim.upper
+            self._violation(i, 'position', float(q[i]), bound)
+        for i in np.flatnonzero(np.abs(v) > self.vmax):
+            self._violation(i, 'velocity', float(v[i]), p._limits[i].velocity)
+
+    def _check_effort(self, effort: np.ndarray) -> None:
+        """``effort``: mean over the physics steps of the cycle that started at ``self.t``."""
+        p, t = self.p, self.t
+        saturated = np.abs(effort) >= self.emax
+        for i in range(len(saturated)):
+            if not saturated[i]:
+                self.saturated[i] = 0
+                continue
+            if self.saturated[i] == 0:
+                self.saturated_since[i], self.saturated_value[i] = t, effort[i]
+            self.saturated[i] += 1
+            if self.saturated[i] >= EFFORT_SATURATION_CYCLES:
+                self._violation(i, 'effort', float(self.saturated_value[i]),
+                                p._limits[i].effort, float(self.saturated_since[i]))
+
+    def _violation(self, i: int, kind: str, value: float, limit: float,
+                   t: float | None = None) -> None:
+        key = (self.p._joints[i], kind)
+        if key not in self.violations:
+            self.violations[key] = LimitViolation(key[0], kind, self.t if t is None else t,
+                                                  value, float(limit))
+
+    # --- the verdict ------------------------------------------------------------------------
+    def verdict(self, last: CycleResult, tolerances: SegmentTolerances, horizon: float,
+                wall: float) -> Verdict:
+        p = self.p
+        collisions = sorted(
+            (PredictedCollision(c.link, c.other, c.time, c.position, self.depths[key])
+             for key, c in self.collisions.items()), key=lambda c: (c.time, c.link, c.other))
+        violations = sorted(self.violations.values(),
+                            key=lambda v: (v.time, p._joints.index(v.joint), v.kind))
+        reasons = [_describe_collision(c) for c in collisions]
+        reasons += [self._describe_violation(v) for v in violations]
+        reasons += self.command_errors
+        outcome = last.outcome
+        if outcome is None:
+            reasons.append(self._describe_no_outcome(last, tolerances, horizon))
+        elif not outcome.succeeded:
+            reasons.append(f'the controller would abort: {outcome.error_string}')
+        safe = not reasons and outcome is not None and outcome.error_code == ErrorCode.SUCCESSFUL
+        n = len(p._joints)
+        return Verdict(
+            safe=safe, reasons=tuple(reasons), collisions=tuple(collisions),
+            limit_violations=tuple(violations), outcome=outcome,
+            max_tracking_error=self.max_error, max_tracking_error_joint=self.max_error_joint,
+            joints=p._joints, times=np.array(self.times),
+            positions=np.array(self.positions).reshape(-1, n),
+            velocities=np.array(self.velocities).reshape(-1, n),
+            duration=p.world.time, computation_time=wall)
+
+    def _describe_violation(self, v: LimitViolation) -> str:
+        i = self.p._joints.index(v.joint)
+        pos, vel, eff = self.p._units[i]
+        if v.kind == 'position':
+            lim = self.p._limits[i]
+            return (f'position limit: {v.joint} reaches {v.value:+.3f} {pos} at {v.time:.2f} s, '
+                    f'outside its limits [{lim.lower:.3f}, {lim.upper:.3f}] {pos}')
+        if v.kind == 'velocity':
+            return (f'velocity limit: {v.joint} moves at {v.value:+.2f} {vel} at {v.time:.2f} s, '
+                    f'over its limit {v.limit:.2f} {vel}')
+        span = EFFORT_SATURATION_CYCLES * self.p.period
+        return (f'effort limit: {v.joint} saturates at {v.value:+.1f} {eff} (limit '
+                f'{v.limit:.1f} {eff}) from {v.time:.2f} s for >= {span * 1000:.0f} ms: it is '
+                'pushing against something or carrying too much')
+
+    def _describe_no_outcome(self, last: CycleResult, tolerances: SegmentTolerances,
+                             horizon: float) -> str:
+        config = self.p.config
+        states, commands = config.state_interfaces, config.command_interfaces
+        vel_err = last.error.velocities if 'velocity' in states and (
+            'velocity' in commands or 'effort' in commands) else None
+        violation = check_tolerances(config.joints, tolerances.goal, last.error.positions,
+                                     vel_err)
+        why = f': {violation.describe()}' if violation is not None else ''
+        return (f'the controller would not report an outcome within {horizon:.2f} s after the '
+                f'trajectory end (predicted up to {self.t:.2f} s){why}')
+
+
+def _describe_collision(c: PredictedCollision) -> str:
+    x, y, z = c.position
+    return (f'collision: {c.link} hits {c.other} at {c.time:.2f} s ({x:.3f}, {y:.3f}, {z:.3f}) m, '
+            f'{max(c.depth, 0.0) * 1000:.1f} mm deep')
