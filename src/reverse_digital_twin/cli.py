@@ -28,19 +28,40 @@ def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
 def _graph_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--robot', default='rdt_arm6',
                         help='robot name under config/ (rdt_arm6, panda) or a parameter YAML')
-    parser.add_argument('--namespace', default='', help='namespace of the nodes (default: root)')
+    parser.add_argument('--hardware', default='',
+                        help="'standin' (the stand-in robot under /hw) or a real driver's "
+                        'controller, e.g. /hw/scaled_joint_trajectory_controller')
+    parser.add_argument('--hardware-joint-states', default='',
+                        help="joint_states topic of a real driver (default: next to its "
+                        'controller)')
+    parser.add_argument('--target', default='sim', choices=['sim', 'hardware', 'shadow'],
+                        help='where the bridge sends goals at start')
+    parser.add_argument('--arm', action='store_true',
+                        help='start with the hardware armed (needed for --target hardware/shadow)')
+    parser.add_argument('--controller-name', default='joint_trajectory_controller',
+                        help='the controller name clients use (the bridge serves it)')
+    parser.add_argument('--sim-only', action='store_true',
+                        help='no bridge: the twin alone at --namespace, looking like a driver')
+    parser.add_argument('--namespace', default='', help='with --sim-only: namespace of the nodes')
     parser.add_argument('--real-time-factor', type=float, default=None,
-                        help='simulated seconds per wall second; 0 = as fast as possible')
+                        help="the twin's simulated seconds per wall second; 0 = as fast as "
+                        'possible (the stand-in always runs in real time)')
     parser.add_argument('-p', dest='params', action='append', default=[],
-                        metavar='NODE:PARAM:=VALUE', help='override a node parameter')
+                        metavar='NODE:PARAM:=VALUE',
+                        help='override a parameter; NODE is pybullet_sim, '
+                        'joint_trajectory_controller (the twin\'s), standin_robot, '
+                        'hardware_controller or bridge')
 
 
 def _specs(args: argparse.Namespace):
-    from reverse_digital_twin.stack import SIM_NODE, sim_graph  # noqa: PLC0415
+    from reverse_digital_twin.stack import SIM_NODE, sim_graph, twin_graph  # noqa: PLC0415
     overrides = _overrides(args.params)
     if args.real_time_factor is not None:
         overrides.setdefault(SIM_NODE, {})['real_time_factor'] = args.real_time_factor
-    return sim_graph(args.robot, args.namespace, overrides)
+    if args.sim_only:
+        return sim_graph(args.robot, args.namespace, overrides)
+    return twin_graph(args.robot, args.hardware, args.target, args.arm, args.controller_name,
+                      args.hardware_joint_states, overrides)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

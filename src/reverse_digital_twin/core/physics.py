@@ -97,6 +97,11 @@ class PhysicsWorld:
             raise ConfigError(f'{urdf_path}: joints {missing} of the model are not in PyBullet')
         self._limits = {j.name: j.limits for j in model.movable_joints}
         self._torque_mode: dict[str, float] = {}  # joint -> commanded effort
+        self._friction: dict[str, float] = {}  # joint -> Coulomb friction (N*m|N), see step()
+        self._payload_base: dict[str, tuple[float, tuple[float, float, float]]] = {}  # link ->
+        # (mass, inertia diagonal) before any payload, for set_payload
+        self._payloads: dict[str, float] = {}  # link -> payload mass (kg) set by set_payload
+        self._damping: dict[str, float] = {}  # joint -> damping set by set_joint_damping
         initial = dict(initial_positions or {})
         unknown = sorted(set(initial) - set(self._movable))
         if unknown:
@@ -196,14 +201,19 @@ class PhysicsWorld:
                 self._torque_mode[name] = float(np.clip(efforts[k], -force, force))
 
     def _apply_torques(self) -> None:
-        """Torques act for one step in PyBullet, so effort commands are re-applied every step."""
-        if not self._torque_mode:
+        """Torques act for one step in PyBullet, so effort commands are re-applied every step.
+
+        Joint friction (set_joint_friction) is added here too; without it this is unchanged.
+        """
+        if not self._torque_mode and not self._friction:
             return
         names = list(self._torque_mode)
         torques = [self._torque_mode[n] for n in names]
-        if self.motors.gravity_compensation:
+        if self.motors.gravity_compensation and names:
             gravity = self.gravity_torques()
             torques = [t + gravity[n] for t, n in zip(torques, names)]
+        if self._friction:
+            names, torques = self._add_friction_torques(names, torques)
         self._client.setJointMotorControlArray(
             self.robot_id, [self.joint_index[n] for n in names], pybullet.TORQUE_CONTROL,
             forces=torques)
@@ -214,7 +224,10 @@ class PhysicsWorld:
             self.robot_id, [self.joint_index[n] for n in self._movable])]
         zeros = [0.0] * len(q)
         tau = self._client.calculateInverseDynamics(self.robot_id, q, zeros, zeros)
-        return dict(zip(self._movable, tau))
+        torques = dict(zip(self._movable, tau))
+        if any(self._payloads.values()):  # PyBullet's dynamics model predates the payload
+            torques = self._add_payload_gravity(torques)
+        return torques
 
     def step(self, count: int = 1) -> None:
         """Advance the physics by ``count`` fixed steps."""
@@ -222,6 +235,209 @@ class PhysicsWorld:
             self._apply_torques()
             self._client.stepSimulation()
             self.steps += 1
+
+    # --- perturbed dynamics (the stand-in robot; see core.perturbation) ---------------------
+    friction_velocity_scale = 0.01  # rad/s|m/s: friction = -f*tanh(v/scale), Coulomb above it
+
+    @property
+    def tip_link(self) -> str:
+        """The link at the end of the arm, where a payload sits by default.
+
+        Found from the model, not by name: from the root, follow the child link whose subtree
+        holds the most movable joints; stop at a leaf or where two children tie (a gripper's
+        fingers). rdt_arm6 gives its flange frame, the Panda its hand.
+        """
+        children: dict[str, list] = {}
+        for joint in self.model.joints:
+            children.setdefault(joint.parent, []).append(joint)
+        depth: dict[str, int] = {}
+
+        def movable_depth(link: str) -> int:
+            if link not in depth:
+                depth[link] = max((int(j.movable) + movable_depth(j.child)
+                                   for j in children.get(link, ())), default=0)
+            return depth[link]
+
+        link = self.model.root_link
+        while children.get(link):
+            scored = [(int(j.movable) + movable_depth(j.child), j.child) for j in children[link]]
+            best = max(score for score, _ in scored)
+            leaders = [child for score, child in scored if score == best]
+            if len(leaders) != 1:
+                break
+            link = leaders[0]
+        return link
+
+    def set_payload(self, mass: float, link: str | None = None) -> None:
+        """Carry a point-like payload of ``mass`` kg at a link (default: :attr:`tip_link`).
+
+        The payload sits at the link's centre of mass: the link's mass becomes its URDF mass +
+        ``mass`` and its inertia is kept (a point mass at the centre adds none), so gravity,
+        inertia and the motors' effort limits all feel it. This sets rather than adds: the last
+        call per link wins, and ``set_payload(0)`` restores the link's mass and inertia exactly.
+
+        Raises:
+            ConfigError: an unknown link (the message lists the links), or a negative or
+                non-finite mass.
+        """
+        link = self.tip_link if link is None else link
+        try:
+            mass = float(mass)
+        except (TypeError, ValueError):
+            raise ConfigError(f'payload mass must be a number of kg, got {mass!r}') from None
+        if not (math.isfinite(mass) and mass >= 0.0):
+            raise ConfigError(f'payload mass must be a finite number >= 0 kg, got {mass}')
+        if link not in self.link_index:
+            raise ConfigError(
+                f'payload link {link!r} is not a link of robot {self.model.name!r} that can carry '
+                f'a payload; its links are {sorted(self.link_index)} (the root link '
+                f'{self.model.root_link!r} is fixed to the world)')
+        c, index = self._client, self.link_index[link]
+        if link not in self._payload_base:
+            if mass == 0.0:
+                return  # nothing to restore: leave PyBullet untouched
+            if not self._payload_base:
+                # PyBullet builds its model for inverse dynamics, mass matrix and Jacobians on
+                # first use and never updates it. Build it now, with the URDF masses, so that
+                # gravity_torques() knows exactly which payload to add.
+                c.calculateMassMatrix(self.robot_id, self._dof_positions()[1])
+            info = c.getDynamicsInfo(self.robot_id, index)
+            self._payload_base[link] = (info[0], tuple(info[2]))
+        base_mass, inertia = self._payload_base[link]
+        # PyBullet recomputes the inertia from the collision shape when the mass changes, so the
+        # original inertia is passed back explicitly.
+        c.changeDynamics(self.robot_id, index, mass=base_mass + mass,
+                         localInertiaDiagonal=inertia)
+        self._payloads[link] = mass
+
+    def payload(self, link: str | None = None) -> float:
+        """The payload mass (kg) set at a link (default: :attr:`tip_link`); 0 if none."""
+        return self._payloads.get(self.tip_link if link is None else link, 0.0)
+
+    def _dof_positions(self) -> tuple[list[str], list[float]]:
+        """Movable joints in PyBullet's degree-of-freedom order, and their positions."""
+        order = sorted(self._movable, key=self.joint_index.__getitem__)
+        q = [s[0] for s in self._client.getJointStates(
+            self.robot_id, [self.joint_index[n] for n in order])]
+        return order, q
+
+    def _payload_jacobians(self, q: list[float]) -> list[tuple[float, np.ndarray]]:
+        """(payload kg, (3, dofs) Jacobian of its link's centre of mass) per loaded link."""
+        zeros = [0.0] * len(q)
+        out = []
+        for link, mass in self._payloads.items():
+            if mass:
+                linear, _ = self._client.calculateJacobian(
+                    self.robot_id, self.link_index[link], [0.0, 0.0, 0.0], q, zeros, zeros)
+                out.append((mass, np.asarray(linear, dtype=float)))
+        return out
+
+    def _add_payload_gravity(self, torques: dict[str, float]) -> dict[str, float]:
+        """Gravity torques of the robot (from PyBullet's URDF-mass model) + of the payloads."""
+        order, q = self._dof_positions()
+        extra = np.zeros(len(order))
+        for mass, jacobian in self._payload_jacobians(q):
+            extra -= jacobian.T @ (mass * np.asarray(self.scene.gravity, dtype=float))
+        return {n: torques[n] + float(extra[order.index(n)]) for n in torques}
+
+    def set_joint_damping(self, joint: str, damping: float) -> None:
+        """Viscous damping of a joint (N*m*s/rad | N*s/m); replaces the URDF's <dynamics>.
+
+        PyBullet applies it explicitly, so in effort mode a joint goes unstable when damping
+        exceeds about 2*I/dt (I its effective inertia): on rdt_arm6's wrist_3_joint at 1 kHz
+        that is ~0.56 (the URDF has 0.5). Under position control any value is fine.
+
+        Raises:
+            ConfigError: not a movable joint, or a negative or non-finite value.
+        """
+        damping = self._joint_setting(joint, damping, 'damping', 'N*m*s/rad')
+        self._client.changeDynamics(self.robot_id, self.joint_index[joint], jointDamping=damping)
+        self._damping[joint] = damping
+
+    def joint_damping(self, joint: str, urdf: bool = False) -> float:
+        """A joint's viscous damping now, or (``urdf=True``) as the URDF gives it."""
+        self._joint_setting(joint, 0.0, 'damping', 'N*m*s/rad')
+        if not urdf and joint in self._damping:
+            return self._damping[joint]
+        # getJointInfo keeps the loaded value: PyBullet does not update it on changeDynamics
+        return float(self._client.getJointInfo(self.robot_id, self.joint_index[joint])[6])
+
+    def set_joint_friction(self, joint: str, friction: float) -> None:
+        """Coulomb friction of a joint (N*m | N): a torque opposing its motion; 0 removes it.
+
+        The joint's motor does the position control, so friction can't be a zero-velocity
+        motor as usual in PyBullet. Instead step() adds an external joint torque: under position
+        or velocity control -friction*tanh(v/s) (s = :attr:`friction_velocity_scale`), which the
+        motor has to overcome within its effort limit; in effort mode true Coulomb friction
+        (sticks below the breakaway effort, slides with constant friction above it, never
+        chatters). A world with no friction set steps exactly as without this feature.
+
+        Raises:
+            ConfigError: not a movable joint, or a negative or non-finite value.
+        """
+        friction = self._joint_setting(joint, friction, 'friction', 'N*m')
+        if friction == 0.0:
+            self._friction.pop(joint, None)
+        else:
+            self._friction[joint] = friction
+
+    def _joint_setting(self, joint: str, value: float, what: str, unit: str) -> float:
+        if joint not in self._limits:
+            raise ConfigError(f'joint {what}: {joint!r} is not a movable joint of robot '
+                              f'{self.model.name!r}; its movable joints are {self._movable}')
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f'{what} of joint {joint!r} must be a number, got {value!r}') \
+                from None
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ConfigError(f'{what} of joint {joint!r} must be a finite number >= 0 {unit}, '
+                              f'got {value}')
+        return value
+
+    def _add_friction_torques(self, names: list[str], torques: list[float]) \
+            -> tuple[list[str], list[float]]:
+        """names/torques with the friction torque of every frictional joint added.
+
+        A joint held by its motor gets -friction*tanh(v/s): the motor constraint is solved after
+        it and keeps the joint steady. A joint in effort mode moves freely, and there that
+        torque would reverse a light joint's velocity every step (chatter), so it gets Coulomb
+        friction as a velocity constraint: the torque that would stop the joint within this step
+        (from its velocity, the commanded effort, gravity and PyBullet's explicit joint
+        damping; the other joints taken as free), clipped to +-friction. That sticks below the
+        breakaway effort and slides with constant friction above it.
+        """
+        c, body = self._client, self.robot_id
+        names, torques = list(names), list(torques)
+        joints = list(self._friction)
+        velocities = [s[1] for s in c.getJointStates(body, [self.joint_index[n] for n in joints])]
+        free = [n for n in joints if n in self._torque_mode]
+        if free:
+            order, q = self._dof_positions()
+            mass_matrix = np.asarray(c.calculateMassMatrix(body, q))
+            for mass, jacobian in self._payload_jacobians(q):  # PyBullet's model lacks them
+                mass_matrix += mass * jacobian.T @ jacobian
+            mobility = np.diag(np.linalg.inv(mass_matrix))
+            held = self.gravity_torques()
+            gravity = [held[n] for n in order]
+            column = {n: k for k, n in enumerate(order)}
+        for name, v in zip(joints, velocities):
+            friction = self._friction[name]
+            if name not in self._torque_mode:
+                tau = -friction * math.tanh(v / self.friction_velocity_scale)
+            else:
+                k = column[name]
+                per_step = self.dt * mobility[k]  # velocity change per N*m over one step
+                damping = self.joint_damping(name)
+                left = max(0.0, 1.0 - per_step * damping)  # velocity fraction damping leaves
+                known = torques[names.index(name)] - gravity[k]
+                tau = -min(friction, max(-friction, left * v / per_step + known))
+            if name in self._torque_mode:
+                torques[names.index(name)] += tau
+            else:
+                names.append(name)
+                torques.append(tau)
+        return names, torques
 
     # --- geometry ---------------------------------------------------------------------------
     def contacts(self) -> list[tuple[str, str, tuple[float, float, float], float]]:

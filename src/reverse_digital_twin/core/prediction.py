@@ -448,5 +448,6 @@ class _Rollout:
 
 def _describe_collision(c: PredictedCollision) -> str:
     x, y, z = c.position
-    return (f'collision: {c.link} hits {c.other} at {c.time:.2f} s ({x:.3f}, {y:.3f}, {z:.3f}) m, '
-            f'{max(c.depth, 0.0) * 1000:.1f} mm deep')
+    depth = f', {c.depth * 1000:.1f} mm deep' if c.depth >= 0.0005 else ''
+    return (f'collision: {c.link} hits {c.other} at {c.time:.2f} s after the start, at '
+            f'({x:.3f}, {y:.3f}, {z:.3f}) m in the world frame{depth}')

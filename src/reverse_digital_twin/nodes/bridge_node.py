@@ -20,6 +20,7 @@ from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTrajectoryControllerState
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -117,19 +118,25 @@ class Bridge(Node):
         except ValueError as exc:
             raise ConfigError(f'{self.get_fully_qualified_name()}: parameter target: {exc}') \
                 from None
+        # The goal callback awaits the twin's verdict while the action server holds its
+        # callback group: the clients must live in another group or their answers never run.
+        self._clients_group = ReentrantCallbackGroup()
         self.links = {
             'sim': TargetLink('sim', sim_ctrl, ActionClient(
-                self, FollowJointTrajectory, f'{sim_ctrl}/follow_joint_trajectory'),
+                self, FollowJointTrajectory, f'{sim_ctrl}/follow_joint_trajectory',
+                callback_group=self._clients_group),
                 monitor=StalenessMonitor(stale_min, stale_factor)),
             'hardware': TargetLink('hardware', hw_ctrl, ActionClient(
-                self, FollowJointTrajectory, f'{hw_ctrl}/follow_joint_trajectory'),
+                self, FollowJointTrajectory, f'{hw_ctrl}/follow_joint_trajectory',
+                callback_group=self._clients_group),
                 monitor=StalenessMonitor(stale_min, stale_factor)),
         }
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
         self._execution: Execution | None = None
         self._verdicts: dict[int, Verdict] = {}  # goal request id -> verdict, until accepted
         self._last_event = 'started'
-        self._predict_client = self.create_client(PredictTrajectory, self.predict_service)
+        self._predict_client = self.create_client(PredictTrajectory, self.predict_service,
+                                                  callback_group=self._clients_group)
         self._joint_states_pub = self.create_publisher(JointState, 'joint_states',
                                                        SYSTEM_DEFAULT_QOS)
         self._state_pub = self.create_publisher(JointTrajectoryControllerState,
@@ -152,18 +159,37 @@ class Bridge(Node):
                 lambda msg, n=name: self._on_controller_state(n, msg), SYSTEM_DEFAULT_QOS)
         self.create_subscription(JointTrajectory, '~/joint_trajectory', self._on_trajectory,
                                  SYSTEM_DEFAULT_QOS)
-        self._server = ActionServer(
-            self, FollowJointTrajectory, '~/follow_joint_trajectory', self._execute,
-            goal_callback=self._on_goal, handle_accepted_callback=self._on_accepted,
-            cancel_callback=self._on_cancel)
+        # Clients wait for this action server: offer it only once the twin can answer.
+        self._server: ActionServer | None = None
+        self._ready_timer = self.create_timer(0.05, self._serve_when_ready, clock=Clock(
+            clock_type=ClockType.STEADY_TIME))
         self.create_service(SwitchTarget, '~/switch_target', self._on_switch)
         self.create_service(SetBool, '~/arm_hardware', self._on_arm)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(0.01, self._watch, clock=self._wall)
         self._publish_status('started')
-        self.get_logger().info(
-            f'serving {self.get_fully_qualified_name()}/follow_joint_trajectory; target '
-            f'{self.switch.target.value}; sim {sim_ctrl}, hardware {hw_ctrl}')
+        self.get_logger().info(f'target {self.switch.target.value}; sim {sim_ctrl}, hardware '
+                               f'{hw_ctrl}')
+
+    def _serve_when_ready(self) -> None:
+        waiting = []
+        if self.predict and not self._predict_client.service_is_ready():
+            waiting.append(f'the prediction service {self.predict_service}')
+        link = self._active_link()
+        if not link.action.server_is_ready():
+            waiting.append(f'the {link.name} controller {link.controller}')
+        if waiting:
+            self.get_logger().info(f'waiting for {" and ".join(waiting)}',
+                                   throttle_duration_sec=5.0)
+            return
+        self._ready_timer.cancel()
+        self.destroy_timer(self._ready_timer)
+        self._server = ActionServer(
+            self, FollowJointTrajectory, '~/follow_joint_trajectory', self._execute,
+            goal_callback=self._on_goal, handle_accepted_callback=self._on_accepted,
+            cancel_callback=self._on_cancel)
+        self.get_logger().info(f'ready: {self.get_fully_qualified_name()}/follow_joint_trajectory '
+                               f'routes to {self.switch.target.value}')
 
     # --- helpers ------------------------------------------------------------------------------
     def _now(self) -> float:

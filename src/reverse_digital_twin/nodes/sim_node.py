@@ -21,22 +21,42 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
+from rdt_interfaces.srv import PredictTrajectory
+
+from reverse_digital_twin.core.controller_config import controller_config
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.paths import resolve
 from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
+from reverse_digital_twin.core.prediction import Predictor
 from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
+from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
-from reverse_digital_twin.nodes.ros_common import to_time
+from reverse_digital_twin.nodes.ros_common import goal_from_msg, to_time, tolerance_requests
+from reverse_digital_twin.nodes.verdict_msg import verdict_msg
+from reverse_digital_twin.stack import read_node_parameters
+
+
+def _contact_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(','))):
+        link, sep, other = item.partition(':')
+        if not sep or not link or not other:
+            raise ConfigError(f"parameter prediction.allowed_contacts: {item!r} is not "
+                              "'robot_link:other'")
+        pairs.append((link, other))
+    return pairs
 
 
 class SimNode(Node):
     """PyBullet twin of the robot, stepped at ``physics_rate`` in a dedicated thread."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__('pybullet_sim', **kwargs)
+    PUBLISH_CLOCK = True  # the twin owns simulated time
+
+    def __init__(self, node_name: str = 'pybullet_sim', **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
         urdf = declare(self, 'robot_description_file', '',
                        'URDF (or .xacro) of the robot: absolute, relative to the working '
                        'directory or the package share, pybullet_data:<path> or '
@@ -61,7 +81,7 @@ class SimNode(Node):
         self.lockstep_timeout = float(declare(
             self, 'lockstep_timeout', 1.0,
             'Wall seconds to wait for a command in lockstep before stepping on with the last one'))
-        self.publish_clock = bool(declare(self, 'publish_clock', True,
+        self.publish_clock = bool(declare(self, 'publish_clock', self.PUBLISH_CLOCK,
                                           'Publish simulated time on /clock', read_only=True))
         self.tf_publish_rate = float(declare(self, 'tf_publish_rate', 50.0,
                                              'Rate of /tf in simulated time (Hz)'))
@@ -89,9 +109,33 @@ class SimNode(Node):
         initial = {j: float(declare(self, f'initial_positions.{j}', 0.0,
                                     f'Position of {j} at start (rad or m)', True))
                    for j in self.joints}
+        self.declare_extra_parameters()
+        controller_file = declare(
+            self, 'controller_parameters_file', '',
+            'Parameter file whose controller section the predictor mirrors; empty: no '
+            'prediction service', read_only=True)
+        controller_name = declare(self, 'controller_name', 'joint_trajectory_controller',
+                                  'Node name of that controller section', read_only=True)
+        allowed = declare(self, 'prediction.allowed_contacts', '',
+                          "Comma-separated 'robot_link:other' pairs that are not collisions "
+                          '(fnmatch patterns); the root link may always touch its support',
+                          read_only=True)
         check_unknown_parameters(self)
         self.world = PhysicsWorld(self.model, str(urdf_path), self.scene, self.physics_rate,
                                   motors, initial)
+        self.on_world_ready()
+        self.last_state = self.world.read_state(self.joints)
+        self.predictor: Predictor | None = None
+        if controller_file:
+            config = controller_config(
+                read_node_parameters(resolve(controller_file, 'controller_parameters_file'),
+                                     controller_name), self.model,
+                f'{controller_file} [{controller_name}]')
+            self.predictor = Predictor(
+                self.model, str(urdf_path), self.scene, self.physics_rate, self.update_rate,
+                config, motors, command_delay_cycles=0 if self.lockstep else 1,
+                allowed_contacts=_contact_pairs(allowed), initial_positions=initial)
+            self.create_service(PredictTrajectory, '~/predict_trajectory', self._on_predict)
         self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
 
         self._state_pub = self.create_publisher(JointState, 'physics/joint_states', PHYSICS_QOS)
@@ -118,6 +162,42 @@ class SimNode(Node):
         self._thread = threading.Thread(target=self._run, name='physics', daemon=True)
         self._thread.start()
 
+    def declare_extra_parameters(self) -> None:
+        """Subclasses declare their own parameters here (before unknown ones are refused)."""
+
+    def on_world_ready(self) -> None:
+        """Subclasses adjust the world here, before the physics thread starts."""
+
+    # --- prediction -------------------------------------------------------------------------
+    def _on_predict(self, request: PredictTrajectory.Request,
+                    response: PredictTrajectory.Response) -> PredictTrajectory.Response:
+        """Roll the trajectory out in the forked world from the given or the current state."""
+        predictor = self.predictor
+        assert predictor is not None
+        if request.start_state.name:
+            start = request.start_state
+            positions = dict(zip(start.name, start.position))
+            velocities = dict(zip(start.name, start.velocity)) if start.velocity else {}
+            now = seconds(start.header.stamp)
+        else:
+            state = self.last_state
+            positions = dict(zip(self.joints, state.positions.tolist()))
+            velocities = dict(zip(self.joints, state.velocities.tolist()))
+            now = self.world.time
+        tolerances, why = apply_goal_tolerances(
+            predictor.config.default_tolerances, predictor.config.joints,
+            tolerance_requests(request.path_tolerance),
+            tolerance_requests(request.goal_tolerance), seconds(request.goal_time_tolerance))
+        if why is not None:
+            self.get_logger().warning(f'prediction uses the default tolerances: {why}')
+        verdict = predictor.predict(goal_from_msg(request.trajectory), positions, velocities,
+                                    tolerances, now=now)
+        response.verdict = verdict_msg(verdict, self.stamp_time(self.world.time))
+        self.get_logger().info(
+            f'predicted {verdict.duration:.2f} s in {verdict.computation_time * 1e3:.0f} ms: '
+            f'{"safe" if verdict.safe else verdict.summary}')
+        return response
+
     # --- parameters -------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]):
         from rcl_interfaces.msg import SetParametersResult  # noqa: PLC0415
@@ -141,9 +221,14 @@ class SimNode(Node):
             self._command_stamp = seconds(msg.header.stamp)
             self._command_ready.notify_all()
 
-    def _apply_command(self) -> None:
+    def next_command(self, sim_time: float) -> JointState | None:
+        """The command to apply now: the latest received (the stand-in delays it)."""
         with self._command_ready:
             msg, self._command = self._command, None
+        return msg
+
+    def _apply_command(self, sim_time: float) -> None:
+        msg = self.next_command(sim_time)
         if msg is None:
             return
         try:
@@ -162,16 +247,16 @@ class SimNode(Node):
         try:
             while self._running and rclpy.ok(context=self.context):
                 now = self.world.time
-                self._publish_state(now)
+                stamp = self._publish_state(now)
                 if self.tf_publish_rate > 0 and now >= tf_every:
                     self._publish_tf(now)
                     tf_every = now + 1.0 / self.tf_publish_rate
                 if self.lockstep:
                     with self._command_ready:
                         self._command_ready.wait_for(
-                            lambda: self._command_stamp >= now - 1e-9 or not self._running,
+                            lambda: self._command_stamp >= stamp - 1e-9 or not self._running,
                             timeout=self.lockstep_timeout)
-                self._apply_command()
+                self._apply_command(now)
                 self.world.step(self.steps_per_cycle)
                 self._pace()
         except Exception as exc:  # noqa: BLE001 - report and stop instead of dying silently
@@ -193,18 +278,30 @@ class SimNode(Node):
         elif delay < -0.5:  # fell far behind (machine busy): do not try to catch up in a burst
             self._pace_origin = (wall, self.world.time)
 
-    def _publish_state(self, now: float) -> None:
-        stamp = to_time(now)
+    def stamp_time(self, sim_time: float) -> float:
+        """The time stamped on states: simulated time here (the stand-in uses wall time)."""
+        return sim_time
+
+    def measure(self, positions, velocities):
+        """What the sensors report; perfect in the twin (the stand-in adds noise/offsets)."""
+        return positions, velocities
+
+    def _publish_state(self, now: float) -> float:
+        stamp_time = self.stamp_time(now)
+        stamp = to_time(stamp_time)
         if self._clock_pub is not None:
-            self._clock_pub.publish(Clock(clock=stamp))
+            self._clock_pub.publish(Clock(clock=to_time(now)))
         measured = self.world.read_state(self.joints)
+        self.last_state = measured
+        positions, velocities = self.measure(measured.positions, measured.velocities)
         msg = JointState()
         msg.header.stamp = stamp
         msg.name = self.joints
-        msg.position = measured.positions.tolist()
-        msg.velocity = measured.velocities.tolist()
+        msg.position = positions.tolist()
+        msg.velocity = velocities.tolist()
         msg.effort = measured.efforts.tolist()
         self._state_pub.publish(msg)
+        return stamp_time
 
     def _transform(self, parent: str, child: str, translation, rotation,
                    stamp) -> TransformStamped:
@@ -219,7 +316,7 @@ class SimNode(Node):
         return t
 
     def _publish_tf(self, now: float) -> None:
-        stamp = to_time(now)
+        stamp = to_time(self.stamp_time(now))
         state = self.world.read_state(self.joints)
         transforms = []
         for joint, q in zip(self.model.movable_joints, state.positions):
@@ -249,6 +346,8 @@ class SimNode(Node):
             self._command_ready.notify_all()
         self._thread.join(timeout=5.0)
         self.world.close()
+        if self.predictor is not None:
+            self.predictor.close()
 
 
 def main(args: list[str] | None = None) -> int:
