@@ -99,6 +99,15 @@ class Stack:
                 return p
         raise KeyError(name)
 
+    def restart(self, name: str) -> NodeProcess:
+        """Start a node again with the same description (after it died or was killed)."""
+        old = self.process(name)
+        old.signal(signal.SIGKILL)
+        old.popen.wait(timeout=10)
+        new = NodeProcess(old.spec, self.env, self.echo)
+        self.processes[self.processes.index(old)] = new
+        return new
+
     def dead(self) -> list[NodeProcess]:
         """Nodes that exited although nobody asked them to."""
         if self._expected_exit:

@@ -376,21 +376,23 @@ class Bridge(Node):
         return Result(error_code=code, error_string=text)
 
     def _refusal(self, execution: Execution) -> str | None:
-        """Why this accepted goal must not move anything (unsafe verdict, bad start)."""
+        """Why this accepted goal must not move anything (bad start, unsafe verdict)."""
         trajectory = execution.client.request.trajectory
+        link = self._active_link(execution.target)
+        joints = list(trajectory.joint_names)
+        first = trajectory.points[0]
+        if seconds(first.time_from_start) == 0.0:  # a first point meant as 'now'
+            measured = self._measured(link, joints)
+            if measured is None:
+                return f'no joint states from the {link.name} target to check the start against'
+            reason = start_deviation(first.positions, measured, joints, self.start_tolerance)
+            if reason is not None:
+                return reason
         verdict = execution.verdict
         if verdict is None and self.predict:
             return 'no verdict from the twin for this goal; nothing was moved'
         if verdict is not None and not verdict.safe:
             return f'The twin refused the goal, nothing moved: {verdict.summary}'
-        link = self._active_link(execution.target)
-        joints = list(trajectory.joint_names)
-        first = trajectory.points[0]
-        if seconds(first.time_from_start) == 0.0:
-            measured = self._measured(link, joints)
-            if measured is None:
-                return f'no joint states from the {link.name} target to check the start against'
-            return start_deviation(first.positions, measured, joints, self.start_tolerance)
         return None
 
     async def _forward(self, execution: Execution) -> None:

@@ -1,0 +1,182 @@
+"""The reverse twin end to end: bridge in front, twin under /sim, stand-in hardware under /hw.
+
+Real processes over real DDS. The client only ever talks to /joint_trajectory_controller,
+exactly as MoveIt would; the tests watch the twin and the hardware through their own topics.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from action_msgs.msg import GoalStatus
+from control_msgs.action import FollowJointTrajectory
+from trajectory_msgs.msg import JointTrajectory
+
+from reverse_digital_twin.client import make_trajectory, wait_for
+
+Result = FollowJointTrajectory.Result
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fresh(twin):
+    twin.reset()
+    return twin
+
+
+def sweep_through_obstacle(twin) -> JointTrajectory:
+    """rdt_arm6's scene: a shoulder_pan sweep from home towards +y passes through the pillar
+    (config/scene_default.yaml); only the first joint moves."""
+    target = twin.home.copy()
+    target[0] = 1.57
+    return make_trajectory(twin.joints, [target], [2.0])
+
+
+def test_unsafe_goal_is_refused_before_the_hardware_moves(fresh):
+    twin = fresh
+    assert twin.arm(True).success
+    assert twin.switch('hardware').success
+    before = twin.positions(twin.hw)
+    start = twin.hw.received
+    outcome = twin.client.send(sweep_through_obstacle(twin), timeout=20)
+    assert outcome.status == GoalStatus.STATUS_ABORTED, outcome
+    assert outcome.error_code == Result.INVALID_GOAL
+    assert 'The twin refused the goal' in outcome.error_string
+    assert 'obstacle' in outcome.error_string
+    assert any(link in outcome.error_string for link in twin.model.links), outcome.error_string
+    assert wait_for(lambda: twin.hw.received > start + 30, 5)
+    moved = np.abs(twin.positions(twin.hw) - before).max()
+    assert moved < 2e-3, f'the hardware moved by {moved} rad'  # sensor noise is 0.2 mrad
+
+
+def test_safe_goal_runs_in_sim_then_on_hardware_with_the_same_client(fresh):
+    twin = fresh
+    target = twin.pose(0.25)
+    outcome = twin.send([target], [1.5])
+    assert outcome.status_name == 'SUCCEEDED', outcome
+    assert np.abs(twin.positions(twin.sim) - target).max() < 0.02
+    assert np.abs(twin.positions(twin.hw) - twin.home).max() < 5e-3, 'hardware moved in sim mode'
+    # Switch live, same client object, same goal back home.
+    assert not twin.switch('hardware').success  # not armed yet
+    assert twin.arm(True).success
+    reply = twin.switch('hardware')
+    assert reply.success and reply.active_target == 'hardware', reply.message
+    target_hw = twin.pose(0.15)
+    outcome = twin.send([target_hw], [1.5])
+    assert outcome.status_name == 'SUCCEEDED', outcome
+    assert wait_for(lambda: np.abs(twin.positions(twin.hw) - target_hw).max() < 0.02, 5)
+    assert np.abs(twin.positions(twin.sim) - target).max() < 0.02, 'the twin moved in hw mode'
+    # /joint_states at the bridge now come from the hardware
+    assert wait_for(lambda: np.abs(twin.positions(twin.client) - target_hw).max() < 0.02, 5)
+
+
+def test_switch_refused_during_a_goal(fresh):
+    twin = fresh
+    assert twin.arm(True).success
+    pending = twin.client.send_async(make_trajectory(twin.joints, [twin.pose(0.3)], [2.5]))
+    assert pending.responded.wait(10) and pending.outcome.accepted
+    reply = twin.switch('hardware')
+    assert not reply.success and 'goal is executing' in reply.message
+    assert reply.active_target == 'sim'
+    outcome = twin.client.wait_result(pending, 20)
+    assert outcome.status_name == 'SUCCEEDED'
+    assert twin.switch('hardware').success
+
+
+def test_hardware_refused_until_armed(fresh):
+    twin = fresh
+    reply = twin.switch('shadow')
+    assert not reply.success and 'not armed' in reply.message
+    assert twin.arm(True).success
+    assert twin.switch('shadow').success
+    assert not twin.arm(False).success  # cannot disarm while routing to the hardware
+
+
+def test_start_far_from_the_measured_state_is_refused(fresh):
+    twin = fresh
+    assert twin.arm(True).success and twin.switch('hardware').success
+    before = twin.positions(twin.hw)
+    far = twin.home + 0.2
+    outcome = twin.send([far, twin.pose(0.1)], [0.0, 2.0])
+    assert outcome.status_name == 'ABORTED' and outcome.error_code == Result.INVALID_GOAL
+    assert 'start tolerance' in outcome.error_string
+    assert np.abs(twin.positions(twin.hw) - before).max() < 2e-3
+
+
+def test_goal_the_controller_would_reject_is_rejected(fresh):
+    twin = fresh
+    traj = make_trajectory(twin.joints[:-1] + ['no_such_joint'], [twin.home], [1.0])
+    outcome = twin.client.send(traj, timeout=10)
+    assert not outcome.accepted
+
+
+def test_cancel_and_feedback_are_relayed(fresh):
+    twin = fresh
+    assert twin.arm(True).success and twin.switch('hardware').success
+    target = twin.pose(0.5)
+    pending = twin.client.send_async(make_trajectory(twin.joints, [target], [3.0]))
+    start = twin.positions(twin.hw)
+    assert wait_for(lambda: np.abs(twin.positions(twin.hw) - start).max() > 0.05, 10)
+    pending.handle.cancel_goal_async()
+    outcome = twin.client.wait_result(pending, 10)
+    assert outcome.status == GoalStatus.STATUS_CANCELED, outcome
+    assert outcome.feedback, 'feedback from the hardware controller was not relayed'
+    assert np.abs(twin.positions(twin.hw) - target).max() > 0.1
+
+
+def test_prediction_is_deterministic_and_agrees_with_the_sim(fresh):
+    twin = fresh
+    target = twin.pose(0.3)
+    traj = make_trajectory(twin.joints, [twin.pose(0.15), target], [1.0, 2.0])
+    start = twin.sim.latest()
+    first, second = twin.predict(traj, start), twin.predict(traj, start)
+    assert first.safe and second.safe
+    assert [p.positions for p in first.predicted_trajectory.points] == \
+        [p.positions for p in second.predicted_trajectory.points]
+    predicted_final = np.array(first.final_state.position)
+    outcome = twin.send([twin.pose(0.15), target], [1.0, 2.0])
+    assert outcome.status_name == 'SUCCEEDED', outcome
+    start = twin.sim.received
+    assert wait_for(lambda: twin.sim.received > start + 3, 5)
+    measured = twin.positions(twin.sim)
+    assert np.abs(measured - predicted_final).max() < 2e-3, (measured, predicted_final)
+
+
+def test_shadow_mode_without_fault_succeeds(fresh):
+    """The stand-in's own small differences (tool, friction, latency, noise) stay inside the
+    divergence threshold: no false alarm."""
+    twin = fresh
+    assert twin.arm(True).success and twin.switch('shadow').success
+    twin.divergences.clear()
+    target = twin.pose(0.4)
+    outcome = twin.send([target, twin.home], [2.0, 4.0])
+    assert outcome.status_name == 'SUCCEEDED', outcome
+    assert not twin.divergences
+
+
+def test_divergence_in_shadow_mode_stops_the_hardware(fresh):
+    twin = fresh
+    assert twin.arm(True).success and twin.switch('shadow').success
+    twin.divergences.clear()
+    # Reality lags 0.4 s behind every command, far beyond the 0.1 s the bridge tolerates.
+    twin.set_standin(command_latency=0.4)
+    try:
+        outcome = twin.send([twin.pose(0.6), twin.home], [2.0, 4.0])
+        assert outcome.status == GoalStatus.STATUS_ABORTED, outcome
+        assert outcome.error_code == Result.PATH_TOLERANCE_VIOLATED
+        assert 'diverged' in outcome.error_string
+        assert wait_for(lambda: twin.divergences, 5), 'no Divergence report published'
+        report = twin.divergences[-1]
+        assert report.joint in twin.joints and report.joint in outcome.error_string
+        assert abs(report.error) > report.threshold
+        assert report.time_into_goal > 0
+        # the hardware goal was cancelled: it holds where it stopped instead of going on
+        start = twin.hw.received
+        assert wait_for(lambda: twin.hw.received > start + 120, 5)  # the last delayed commands
+        held = twin.positions(twin.hw)
+        start = twin.hw.received
+        assert wait_for(lambda: twin.hw.received > start + 50, 5)
+        assert np.abs(twin.positions(twin.hw) - held).max() < 0.01
+        assert np.abs(held - twin.pose(0.6)).max() > 0.1
+    finally:
+        twin.set_standin(command_latency=0.004)
+        twin.switch('sim')
