@@ -595,3 +595,15 @@ def test_error_codes_match_control_msgs():
     assert ErrorCode.OLD_HEADER_TIMESTAMP == -3
     assert ErrorCode.PATH_TOLERANCE_VIOLATED == -4
     assert ErrorCode.GOAL_TOLERANCE_VIOLATED == -5
+
+
+def test_hold_with_a_fresh_measurement_forgets_the_old_command():
+    """After the hardware came back somewhere else, the first command is where it is now."""
+    ctrl = TrajectoryController(config())
+    plant = PerfectPlant()
+    ctrl.accept(three_points())
+    run(ctrl, plant, T0, 3.0)
+    elsewhere = JointSample.at_rest(np.array([-0.3, 0.2, 0.1]))
+    ctrl.hold(elsewhere)
+    r = ctrl.update(T0 + 10.0, elsewhere, PERIOD)
+    assert_allclose(r.command.positions, elsewhere.positions)

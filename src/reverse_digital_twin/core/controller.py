@@ -173,8 +173,17 @@ class TrajectoryController:
         self._monitoring = True
         self._integral[:] = 0.0
 
-    def hold(self) -> None:
-        """Hold the measured position (what the real controller does on cancel and aborts)."""
+    def hold(self, measured: JointSample | None = None) -> None:
+        """Hold the measured position (what the real controller does on cancel and aborts).
+
+        Args:
+            measured: a fresh measurement to hold (after the hardware came back); default: the
+                last one seen. Forgets the last command, so nothing stale is sent again.
+        """
+        if measured is not None:
+            self._last_measured = measured
+            self._last_command = None
+            self._last_reference = None
         positions = self._current_positions(measured=True)
         if positions is None:
             self._trajectory = None

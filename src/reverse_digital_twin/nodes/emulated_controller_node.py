@@ -135,18 +135,20 @@ class EmulatedController(Node):
             self._state_index = [self._state_names.index(j) for j in self.joints]
         now = seconds(msg.header.stamp)
         period = 1.0 / self.update_rate
-        if self._last_time is not None:
-            if now < self._last_time - 1e-9:
-                self._on_time_jump(now)
-            elif now > self._last_time:
-                period = now - self._last_time
-        self._last_time = now
         idx = self._state_index
         positions = np.array([msg.position[i] for i in idx])
         velocities = np.array([msg.velocity[i] for i in idx]) \
             if 'velocity' in self.state_interfaces and msg.velocity else np.zeros(len(idx))
-        cycle = self.core.update(now, JointSample(positions, velocities, np.zeros(len(idx))),
-                                 period)
+        measured = JointSample(positions, velocities, np.zeros(len(idx)))
+        if self._last_time is not None:
+            if now < self._last_time - 1e-9:
+                self._on_time_jump(now, measured)
+            elif now - self._last_time > max(0.5, 20 * period):
+                self._on_reconnect(now - self._last_time, measured)
+            elif now > self._last_time:
+                period = now - self._last_time
+        self._last_time = now
+        cycle = self.core.update(now, measured, period)
         self._last_cycle = cycle
         if cycle.outcome is not None and self._active is not None \
                 and self._active.outcome is None:
@@ -159,14 +161,24 @@ class EmulatedController(Node):
         self._publish_joint_states(msg)
         self._publish_controller_state(msg, cycle)
 
-    def _on_time_jump(self, now: float) -> None:
+    def _on_time_jump(self, now: float, measured: JointSample) -> None:
         """Sim time went backwards (a reset): abort the goal and hold, never wait to catch up."""
         self.get_logger().warning(f'time jumped back from {self._last_time:.3f} s to {now:.3f} s; '
                                   'holding position')
+        self._abort_active('Aborted: simulated time jumped backwards (sim reset)')
+        self.core.hold(measured)
+
+    def _on_reconnect(self, gap: float, measured: JointSample) -> None:
+        """States resumed after a gap (hardware restarted): hold where the arm is now, never
+        drive it back to where it was before (as ros2_control does on re-activation)."""
+        self.get_logger().warning(f'joint states resumed after {gap:.2f} s; holding the measured '
+                                  'position, no earlier command is resent')
+        self._abort_active(f'Aborted: the hardware stopped reporting for {gap:.2f} s')
+        self.core.hold(measured)
+
+    def _abort_active(self, text: str) -> None:
         if self._active is not None and self._active.outcome is None:
-            self._active.outcome = ('aborted', int(ErrorCode.INVALID_GOAL),
-                                    'Aborted: simulated time jumped backwards (sim reset)')
-        self.core.hold()
+            self._active.outcome = ('aborted', int(ErrorCode.INVALID_GOAL), text)
 
     def _publish_command(self, state: JointState, cycle: CycleResult) -> None:
         cmd = JointState()

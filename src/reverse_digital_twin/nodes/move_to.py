@@ -1,0 +1,302 @@
+"""The twin's ``~/move_to`` action: go to joint positions or an end-effector pose, safely.
+
+Not a node: the sim node creates one :class:`MoveToServer` on itself. A goal goes through three
+stages, reported as feedback:
+
+``planning``
+    The target (joint positions, or a pose solved by inverse kinematics in the predictor's
+    private world) and a limit-respecting, synchronized joint motion from the twin's current
+    state (:func:`~reverse_digital_twin.core.motion.plan_joint_motion`).
+``predicting``
+    The twin rolls the motion out first; an unsafe verdict aborts the goal and nothing moves.
+``executing``
+    The motion goes as a FollowJointTrajectory goal to the bridge, which predicts it once more
+    against the active target and routes it to the twin or the hardware; its feedback becomes
+    progress and its result is the goal's result.
+
+Validation errors (unknown joints, size mismatch, NaN, out of limits, unreachable pose, a
+velocity_scaling outside (0, 1]) abort with INVALID_GOAL and a clear message, before anything is
+sent. A cancel cancels the bridge's goal.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from action_msgs.msg import GoalStatus
+from control_msgs.action import FollowJointTrajectory
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.task import Future
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from rdt_interfaces.action import MoveTo
+
+from reverse_digital_twin.core.controller import ErrorCode
+from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.goal import TrajectoryGoal
+from reverse_digital_twin.core.motion import plan_joint_motion, solve_ik
+from reverse_digital_twin.core.prediction import Verdict
+from reverse_digital_twin.nodes.ros_common import to_duration
+from reverse_digital_twin.nodes.verdict_msg import verdict_msg
+
+if TYPE_CHECKING:
+    from reverse_digital_twin.nodes.sim_node import SimNode
+
+#: velocity_scaling when the goal leaves it at 0.
+DEFAULT_VELOCITY_SCALING = 0.5
+#: IK: extra starts when the current state does not converge (deterministic).
+IK_RESTARTS = 5
+#: No result from the bridge within scale x duration + margin (wall s): the bridge is gone.
+RESULT_TIMEOUT_SCALE = 3.0
+RESULT_TIMEOUT_MARGIN = 15.0
+
+
+def trajectory_msg(goal: TrajectoryGoal) -> JointTrajectory:
+    """A core TrajectoryGoal as a trajectory_msgs/JointTrajectory (header stamp 0: start now)."""
+    msg = JointTrajectory(joint_names=list(goal.joint_names))
+    for p in goal.points:
+        msg.points.append(JointTrajectoryPoint(
+            positions=[float(v) for v in p.positions],
+            velocities=[float(v) for v in p.velocities],
+            accelerations=[float(v) for v in p.accelerations],
+            time_from_start=to_duration(p.time_from_start)))
+    return msg
+
+
+class MoveToServer:
+    """Serves ``~/move_to`` (rdt_interfaces/action/MoveTo) on the sim node.
+
+    Args:
+        node: the sim node; it must have a predictor (a controller_parameters_file).
+        bridge_controller: where motions go, as a controller name whose
+            ``<name>/follow_joint_trajectory`` is served: the bridge (default), or the twin's own
+            emulated controller (e.g. ``joint_trajectory_controller``, relative to the node's
+            namespace) when running without a bridge.
+    """
+
+    def __init__(self, node: 'SimNode', bridge_controller: str = '/joint_trajectory_controller'
+                 ) -> None:
+        if node.predictor is None:
+            raise ConfigError(f'{node.get_fully_qualified_name()}: ~/move_to needs the twin\'s '
+                              'predictor: set the parameter controller_parameters_file')
+        self.node = node
+        self.bridge_controller = bridge_controller.rstrip('/') or '/joint_trajectory_controller'
+        # The action server awaits the bridge while executing: its callbacks (goal, cancel,
+        # execute) and the bridge client's answers must not wait on each other or on the node's
+        # default group (the prediction service the bridge calls lives there).
+        self._server_group = ReentrantCallbackGroup()
+        self._client_group = ReentrantCallbackGroup()
+        self._bridge = ActionClient(node, FollowJointTrajectory,
+                                    f'{self.bridge_controller}/follow_joint_trajectory',
+                                    callback_group=self._client_group)
+        self._bridge_goals: dict[int, object] = {}  # id(server goal handle) -> bridge goal
+        self._wall = Clock(clock_type=ClockType.STEADY_TIME)
+        self._server = ActionServer(node, MoveTo, '~/move_to', self._execute,
+                                    goal_callback=self._on_goal,
+                                    cancel_callback=self._on_cancel,
+                                    callback_group=self._server_group)
+
+    def destroy(self) -> None:
+        self._server.destroy()
+        self._bridge.destroy()
+
+    # --- callbacks ------------------------------------------------------------------------------
+    def _on_goal(self, request: MoveTo.Goal) -> GoalResponse:
+        return GoalResponse.ACCEPT  # every refusal comes back as a result with its reason
+
+    def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
+        bridge_goal = self._bridge_goals.get(id(handle))
+        if bridge_goal is not None:
+            bridge_goal.cancel_goal_async()
+        return CancelResponse.ACCEPT
+
+    def _feedback(self, handle: ServerGoalHandle, stage: str, progress: float) -> None:
+        if handle.is_active:
+            handle.publish_feedback(MoveTo.Feedback(stage=stage,
+                                                    progress=float(min(max(progress, 0.0), 1.0))))
+
+    def _end(self, handle: ServerGoalHandle, status: str, code: int, text: str,
+             verdict: Verdict | None = None) -> MoveTo.Result:
+        node = self.node
+        if status == 'canceled' and handle.is_cancel_requested:
+            handle.canceled()
+        elif status == 'succeeded':
+            handle.succeed()
+        else:
+            handle.abort()
+            status = 'aborted' if status != 'canceled' else status
+        result = MoveTo.Result(error_code=int(code), error_string=text)
+        if verdict is not None:
+            result.verdict = verdict_msg(verdict, node.stamp_time(node.world.time))
+        log = node.get_logger()
+        (log.info if status == 'succeeded' else log.error)(
+            f'move_to {status}: {text}' if text else f'move_to {status}')
+        return result
+
+    # --- the goal -------------------------------------------------------------------------------
+    async def _execute(self, handle: ServerGoalHandle) -> MoveTo.Result:
+        node = self.node
+        predictor = node.predictor
+        request: MoveTo.Goal = handle.request
+        joints = list(predictor.config.joints)
+        self._feedback(handle, 'planning', 0.0)
+        state = node.last_state  # one snapshot: the physics thread replaces it every cycle
+        measured = dict(zip(node.joints, state.positions.tolist()))
+        velocities = dict(zip(node.joints, state.velocities.tolist()))
+        start = np.array([measured[j] for j in joints])
+        try:
+            scaling = self._velocity_scaling(request.velocity_scaling)
+            target = self._target(request, joints, start)
+            trajectory = plan_joint_motion(start, target, joints, predictor.config.limits
+                                           or {j.name: j.limits
+                                               for j in node.model.movable_joints},
+                                           velocity_scaling=scaling)
+        except ValueError as exc:
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'Invalid goal, nothing moved: {exc}')
+        duration = trajectory.points[-1].time_from_start
+        if handle.is_cancel_requested:
+            return self._end(handle, 'canceled', ErrorCode.SUCCESSFUL,
+                             'Canceled while planning; nothing moved')
+
+        self._feedback(handle, 'predicting', 0.0)
+        try:
+            verdict = predictor.predict(trajectory, measured, velocities, now=node.world.time)
+        except ValueError as exc:  # the measured state is not usable (non-finite)
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'Could not predict the motion, nothing moved: {exc}')
+        node.get_logger().info(
+            f'move_to: {duration:.2f} s motion predicted in '
+            f'{verdict.computation_time * 1e3:.0f} ms: '
+            f'{"safe" if verdict.safe else verdict.summary}')
+        if not verdict.safe:
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'The twin refused the motion, nothing moved: {verdict.summary}',
+                             verdict)
+        if handle.is_cancel_requested:
+            return self._end(handle, 'canceled', ErrorCode.SUCCESSFUL,
+                             'Canceled before execution; nothing moved', verdict)
+
+        self._feedback(handle, 'executing', 0.0)
+        if not self._bridge.server_is_ready():
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'{self.bridge_controller}/follow_joint_trajectory is not '
+                             'available (is the bridge running?); nothing moved', verdict)
+        started: list[float] = []
+
+        def on_feedback(_message) -> None:
+            if started:
+                self._feedback(handle, 'executing', (node.world.time - started[0]) / duration)
+
+        bridge_goal = await self._bridge.send_goal_async(
+            FollowJointTrajectory.Goal(trajectory=trajectory_msg(trajectory)),
+            feedback_callback=on_feedback)
+        if bridge_goal is None or not bridge_goal.accepted:
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'{self.bridge_controller} rejected the motion (see its log: its '
+                             'own prediction against the active target, or the hardware not '
+                             'armed); nothing moved', verdict)
+        started.append(node.world.time)
+        self._bridge_goals[id(handle)] = bridge_goal
+        try:
+            if handle.is_cancel_requested:
+                bridge_goal.cancel_goal_async()
+            response = await self._result(bridge_goal, duration)
+        finally:
+            self._bridge_goals.pop(id(handle), None)
+        if response is None:
+            bridge_goal.cancel_goal_async()
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'no result from {self.bridge_controller} within '
+                             f'{RESULT_TIMEOUT_SCALE * duration + RESULT_TIMEOUT_MARGIN:.1f} s; '
+                             'its goal was cancelled', verdict)
+        result = response.result
+        if response.status == GoalStatus.STATUS_SUCCEEDED \
+                and result.error_code == FollowJointTrajectory.Result.SUCCESSFUL:
+            self._feedback(handle, 'executing', 1.0)
+            return self._end(handle, 'succeeded', result.error_code, result.error_string,
+                             verdict)
+        status = 'canceled' if response.status == GoalStatus.STATUS_CANCELED else 'aborted'
+        text = result.error_string or ('canceled' if status == 'canceled'
+                                       else f'{self.bridge_controller} aborted the motion')
+        return self._end(handle, status, result.error_code, text, verdict)
+
+    async def _result(self, bridge_goal, duration: float):
+        """The bridge's result response, or None when it does not come in time."""
+        done = Future()
+        timeout = RESULT_TIMEOUT_SCALE * duration + RESULT_TIMEOUT_MARGIN
+
+        def on_result(future) -> None:
+            if not done.done():
+                done.set_result(future.result())
+
+        def on_timeout() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        timer = self.node.create_timer(timeout, on_timeout, callback_group=self._client_group,
+                                       clock=self._wall)
+        try:
+            bridge_goal.get_result_async().add_done_callback(on_result)
+            return await done
+        finally:
+            timer.cancel()
+            self.node.destroy_timer(timer)
+
+    # --- planning -------------------------------------------------------------------------------
+    @staticmethod
+    def _velocity_scaling(value: float) -> float:
+        if value == 0.0:
+            return DEFAULT_VELOCITY_SCALING
+        if not (math.isfinite(value) and 0.0 < value <= 1.0):
+            raise ValueError(f'velocity_scaling must be in (0, 1] (0 means '
+                             f'{DEFAULT_VELOCITY_SCALING}), got {value}')
+        return float(value)
+
+    def _target(self, request: MoveTo.Goal, joints: list[str], start: np.ndarray) -> np.ndarray:
+        """The goal positions of the controller joints, from joint positions or a pose."""
+        names, positions = list(request.joint_names), list(request.positions)
+        if positions:
+            return self._joint_target(names, positions, joints, start)
+        if names:
+            raise ValueError(f'joint_names {names} given without positions')
+        return self._pose_target(request, joints, start)
+
+    @staticmethod
+    def _joint_target(names: list[str], positions: list[float], joints: list[str],
+                      start: np.ndarray) -> np.ndarray:
+        if not names:  # the controller's joint order
+            if len(positions) != len(joints):
+                raise ValueError(f'{len(positions)} positions without joint_names; give one per '
+                                 f'controller joint {joints}, or name them')
+            names = joints
+        if len(names) != len(positions):
+            raise ValueError(f'{len(names)} joint_names but {len(positions)} positions')
+        unknown = [n for n in names if n not in joints]
+        if unknown:
+            raise ValueError(f'unknown joints {unknown}; the controller joints are {joints}')
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f'duplicated joints {duplicated}')
+        target = start.copy()  # joints left out keep their position
+        for name, value in zip(names, positions):
+            if not math.isfinite(value):
+                raise ValueError(f'position of joint {name} is not finite: {value}')
+            target[joints.index(name)] = value
+        return target
+
+    def _pose_target(self, request: MoveTo.Goal, joints: list[str],
+                     start: np.ndarray) -> np.ndarray:
+        world = self.node.predictor.world
+        pose = request.pose.pose
+        position = [pose.position.x, pose.position.y, pose.position.z]
+        o = pose.orientation
+        quaternion = [o.x, o.y, o.z, o.w]
+        orientation = None if not any(quaternion) else quaternion  # all zero: position only
+        tip = request.tip_link or world.tip_link
+        return solve_ik(world, tip, position, orientation, joints, start,
+                        frame=request.pose.header.frame_id, restarts=IK_RESTARTS)

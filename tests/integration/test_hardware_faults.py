@@ -1,0 +1,49 @@
+"""Hardware faults seen through the bridge: the stand-in dies mid-goal and comes back."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from control_msgs.action import FollowJointTrajectory
+
+from reverse_digital_twin.client import make_trajectory, wait_for
+
+from .conftest import Twin
+
+Result = FollowJointTrajectory.Result
+pytestmark = pytest.mark.integration
+
+
+def test_standin_killed_mid_goal_aborts_and_nothing_is_replayed(ros_node, tmp_path):
+    twin = Twin(ros_node, 'rdt_arm6', tmp_path)
+    try:
+        assert twin.arm(True).success and twin.switch('hardware').success
+        target = twin.pose(0.5)
+        pending = twin.client.send_async(make_trajectory(twin.joints, [target], [4.0]))
+        start = twin.positions(twin.hw)
+        assert wait_for(lambda: np.abs(twin.positions(twin.hw) - start).max() > 0.05, 10)
+        killed_at = time.monotonic()
+        standin = twin.stack.process('standin_robot')
+        standin.signal(9)
+        outcome = twin.client.wait_result(pending, timeout=10)
+        reaction = time.monotonic() - killed_at
+        assert outcome.status_name == 'ABORTED', outcome
+        assert 'no joint states from the hardware' in outcome.error_string
+        assert 'will not be resent' in outcome.error_string
+        assert reaction < 2.0, f'the client waited {reaction:.2f} s for the abort'
+        # Hardware lost -> disarmed: a new goal is refused until a person re-arms it.
+        assert wait_for(lambda: twin.statuses and not twin.statuses[-1].hardware_armed, 5)
+        refused = twin.client.send(make_trajectory(twin.joints, [twin.home], [2.0]), timeout=10)
+        assert not refused.accepted
+        # The stand-in comes back (at its start pose, a fresh process): nothing drives it.
+        twin.stack.restart('standin_robot')
+        count = twin.hw.received
+        assert wait_for(lambda: twin.hw.received > count + 10, 30), 'the stand-in did not return'
+        back = twin.positions(twin.hw)
+        count = twin.hw.received
+        assert wait_for(lambda: twin.hw.received > count + 100, 10)
+        moved = np.abs(twin.positions(twin.hw) - back).max()
+        assert moved < 5e-3, f'after the restart the arm moved by {moved} rad without a goal'
+    finally:
+        twin.close()
