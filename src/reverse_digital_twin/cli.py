@@ -92,8 +92,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from reverse_digital_twin.demo import run_demo  # noqa: PLC0415
-    return run_demo(args.robot, _specs(args), args.output)
+    if args.sim_only:
+        from reverse_digital_twin.demo import run_demo  # noqa: PLC0415
+        return run_demo(args.robot, _specs(args), args.output)
+    from reverse_digital_twin.twin_demo import run_twin_demo  # noqa: PLC0415
+    return run_twin_demo(args.robot, args.output, _overrides(args.params))
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

@@ -128,7 +128,7 @@ class MoveToServer:
             handle.succeed()
         else:
             handle.abort()
-            status = 'aborted' if status != 'canceled' else status
+            status = 'aborted'
         result = MoveTo.Result(error_code=int(code), error_string=text)
         if verdict is not None:
             result.verdict = verdict_msg(verdict, node.stamp_time(node.world.time))

@@ -1,0 +1,222 @@
+"""`rdt move`: ask the twin to move the arm to joint positions or an end-effector pose.
+
+A client of the twin's ``/<namespace>/pybullet_sim/move_to`` action: the twin plans a
+limit-respecting motion, predicts it, and only if it is safe sends it through the bridge to the
+active target. Prints the stages and the result (with the twin's verdict when it refused).
+
+Exit codes: 0 the arm got there, 1 it did not (refused, aborted, canceled, no server), 2 bad
+arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(' ', ',').split(',') if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{what}: expected comma-separated numbers, got '
+                                         f'{text!r}') from None
+    if not values:
+        raise argparse.ArgumentTypeError(f'{what}: no numbers in {text!r}')
+    return values
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='rdt move',
+        description='Move the arm to joint positions or an end-effector pose. The twin plans a '
+        'synchronized, limit-respecting motion, simulates it first and refuses it if it would '
+        'collide or exceed a limit; otherwise the bridge sends it to the active target.')
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument('--joints', metavar='Q1,Q2,...',
+                      help='target joint positions (rad | m), comma-separated; in the '
+                      "controller's joint order unless --names is given")
+    what.add_argument('--pose', nargs='+', type=float, metavar='V',
+                      help='target pose of the tip link: X Y Z (m; any orientation) or '
+                      'X Y Z QX QY QZ QW')
+    parser.add_argument('--names', metavar='J1,J2,...',
+                        help='with --joints: the joints the positions are for (others stay)')
+    parser.add_argument('--frame', default='',
+                        help="with --pose: the pose's frame, the scene's world frame (default) "
+                        "or the robot's root link")
+    parser.add_argument('--tip', default='',
+                        help='with --pose: the link to place (default: the end of the arm)')
+    parser.add_argument('--velocity-scaling', type=float, default=0.5,
+                        help='fraction of the URDF velocity limits, in (0, 1] (default 0.5)')
+    parser.add_argument('--namespace', default='sim',
+                        help="the twin's namespace (default sim: /sim/pybullet_sim/move_to)")
+    parser.add_argument('--timeout', type=float, default=120.0,
+                        help='give up after this many seconds (default 120)')
+    return parser
+
+
+def _goal_fields(args: argparse.Namespace) -> dict:
+    """Check the arguments; the MoveTo goal fields. Raises ValueError with the reason."""
+    if not (math.isfinite(args.velocity_scaling) and 0.0 < args.velocity_scaling <= 1.0):
+        raise ValueError(f'--velocity-scaling must be in (0, 1], got {args.velocity_scaling}')
+    if not (args.timeout > 0):
+        raise ValueError(f'--timeout must be > 0 s, got {args.timeout}')
+    fields: dict = {'velocity_scaling': float(args.velocity_scaling)}
+    if args.joints is not None:
+        if args.frame or args.tip:
+            raise ValueError('--frame and --tip go with --pose, not --joints')
+        positions = _floats(args.joints, '--joints')
+        names = [n.strip() for n in args.names.split(',') if n.strip()] if args.names else []
+        if args.names is not None and len(names) != len(positions):
+            raise ValueError(f'--names has {len(names)} joints but --joints {len(positions)} '
+                             'positions')
+        if not all(math.isfinite(v) for v in positions):
+            raise ValueError(f'--joints: positions must be finite, got {positions}')
+        fields.update(joint_names=names, positions=positions)
+        return fields
+    if args.names is not None:
+        raise ValueError('--names goes with --joints, not --pose')
+    if len(args.pose) not in (3, 7):
+        raise ValueError(f'--pose takes X Y Z or X Y Z QX QY QZ QW, got {len(args.pose)} numbers')
+    if not all(math.isfinite(v) for v in args.pose):
+        raise ValueError(f'--pose: values must be finite, got {args.pose}')
+    quaternion = args.pose[3:] if len(args.pose) == 7 else [0.0, 0.0, 0.0, 0.0]
+    if len(args.pose) == 7 and math.sqrt(sum(v * v for v in quaternion)) < 1e-6:
+        raise ValueError('--pose: the quaternion is zero')
+    fields.update(position=args.pose[:3], quaternion=quaternion, frame=args.frame,
+                  tip_link=args.tip)
+    return fields
+
+
+def action_name(namespace: str) -> str:
+    ns = namespace.strip('/')
+    return f'/{ns}/pybullet_sim/move_to' if ns else '/pybullet_sim/move_to'
+
+
+def move_main(argv: list[str] | None = None) -> int:
+    """`rdt move ...`; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    try:
+        fields = _goal_fields(args)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f'rdt move: {exc}', file=sys.stderr)
+        return EXIT_USAGE
+    return _run(action_name(args.namespace), fields, args.timeout)
+
+
+def _run(name: str, fields: dict, timeout: float) -> int:
+    import rclpy  # noqa: PLC0415 - ROS only when actually moving
+    from action_msgs.msg import GoalStatus  # noqa: PLC0415
+    from rclpy.action import ActionClient  # noqa: PLC0415
+    from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
+    from rclpy.signals import SignalHandlerOptions  # noqa: PLC0415
+
+    from rdt_interfaces.action import MoveTo  # noqa: PLC0415
+
+    from reverse_digital_twin.client import ERROR_NAMES  # noqa: PLC0415
+
+    goal = MoveTo.Goal(velocity_scaling=fields['velocity_scaling'])
+    if 'positions' in fields:
+        goal.joint_names = fields['joint_names']
+        goal.positions = fields['positions']
+        names = fields['joint_names'] or "the controller's joints"
+        print(f'rdt move: joints {names} -> {fields["positions"]}', flush=True)
+    else:
+        goal.pose.header.frame_id = fields['frame']
+        p, q = goal.pose.pose.position, goal.pose.pose.orientation
+        p.x, p.y, p.z = fields['position']
+        q.x, q.y, q.z, q.w = fields['quaternion']
+        goal.tip_link = fields['tip_link']
+        orientation = 'any orientation' if not any(fields['quaternion']) \
+            else f'orientation {fields["quaternion"]}'
+        print(f'rdt move: {fields["tip_link"] or "tip link"} -> {fields["position"]} m in '
+              f'{fields["frame"] or "the world frame"}, {orientation}', flush=True)
+
+    context = rclpy.Context()
+    # No rclpy signal handlers: Ctrl-C must leave the context up to cancel the goal.
+    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node('rdt_move', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    client = ActionClient(node, MoveTo, name)
+    deadline = time.monotonic() + timeout
+    handle = None
+    done = False
+    try:
+        if not client.wait_for_server(timeout_sec=min(10.0, timeout)):
+            print(f'rdt move: no action server {name} (is the twin running, with a '
+                  'controller_parameters_file? try --namespace)', file=sys.stderr)
+            return EXIT_FAILED
+        last = {'stage': '', 'quarter': -1}
+
+        def on_feedback(message) -> None:
+            fb = message.feedback
+            if fb.stage != last['stage']:
+                last['stage'], last['quarter'] = fb.stage, -1
+                print(f'  {fb.stage}', flush=True)
+            if fb.stage == 'executing':
+                quarter = int(fb.progress * 4 + 1e-9)
+                if quarter > last['quarter'] and quarter > 0:
+                    last['quarter'] = quarter
+                    print(f'  executing {min(quarter * 25, 100)} %', flush=True)
+
+        future = client.send_goal_async(goal, feedback_callback=on_feedback)
+        executor.spin_until_future_complete(future, max(0.0, deadline - time.monotonic()))
+        handle = future.result() if future.done() else None
+        if handle is None:
+            print(f'rdt move: no answer from {name} within {timeout:g} s', file=sys.stderr)
+            return EXIT_FAILED
+        if not handle.accepted:
+            print(f'rdt move: {name} rejected the goal', file=sys.stderr)
+            return EXIT_FAILED
+        result_future = handle.get_result_async()
+        executor.spin_until_future_complete(result_future,
+                                            max(0.0, deadline - time.monotonic()))
+        if not result_future.done():
+            print(f'rdt move: no result within {timeout:g} s; cancelling', file=sys.stderr)
+            return EXIT_FAILED
+        done = True
+        response = result_future.result()
+        result = response.result
+        status = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABORTED: 'ABORTED',
+                  GoalStatus.STATUS_CANCELED: 'CANCELED'}.get(response.status,
+                                                               str(response.status))
+        code = ERROR_NAMES.get(result.error_code, str(result.error_code))
+        ok = response.status == GoalStatus.STATUS_SUCCEEDED and result.error_code == 0
+        text = f': {result.error_string}' if result.error_string else ''
+        print(f'rdt move: {status} ({code}){text}', file=sys.stdout if ok else sys.stderr,
+              flush=True)
+        verdict = result.verdict
+        if verdict.duration > 0 or verdict.summary:
+            if verdict.safe:
+                print(f'  twin: safe; predicted {verdict.duration:.2f} s, max tracking error '
+                      f'{verdict.max_tracking_error:.4f} ({verdict.max_tracking_error_joint})')
+            elif verdict.summary and verdict.summary not in result.error_string:
+                print('  twin refused it:\n' + '\n'.join(
+                    f'    {line}' for line in verdict.summary.splitlines()), file=sys.stderr)
+        return EXIT_OK if ok else EXIT_FAILED
+    except KeyboardInterrupt:
+        print('rdt move: interrupted; cancelling', file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if handle is not None and handle.accepted and not done and context.ok():
+            try:
+                cancel = handle.cancel_goal_async()
+                executor.spin_until_future_complete(cancel, 2.0)
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        client.destroy()
+        executor.shutdown()
+        node.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context)
+
+
+if __name__ == '__main__':
+    raise SystemExit(move_main(sys.argv[1:]))
