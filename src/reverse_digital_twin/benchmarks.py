@@ -148,6 +148,153 @@ def rclpy_round_trip(samples: int = 1000) -> list[float]:
     return times
 
 
+def prediction_speed(robot: str, duration: float = 10.0) -> tuple[float, float]:
+    """Wall time to predict a `duration` s trajectory, and of bare stepping as many steps."""
+    from reverse_digital_twin.core.controller_config import controller_config  # noqa: PLC0415
+    from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal  # noqa: PLC0415
+    from reverse_digital_twin.core.prediction import Predictor  # noqa: PLC0415
+    from reverse_digital_twin.stack import CONTROLLER_NODE  # noqa: PLC0415
+    config_file = robot_config(robot)
+    sim = read_node_parameters(config_file, SIM_NODE)
+    urdf = resolve(sim['robot_description_file'])
+    model = load_robot_model(urdf)
+    scene = load_scene(resolve(sim['scene_file'])) if sim.get('scene_file') else None
+    config = controller_config(read_node_parameters(config_file, CONTROLLER_NODE), model)
+    initial = {k.split('.', 1)[1]: v for k, v in sim.items() if k.startswith('initial_positions.')}
+    start = {j: float(initial.get(j, 0.0)) for j in config.joints}
+    q0 = [start[j] for j in config.joints]
+    wiggle = [q + (0.2 if i % 2 else -0.2) for i, q in enumerate(q0)]
+    goal = TrajectoryGoal(list(config.joints), [GoalPoint(duration / 2, wiggle),
+                                                GoalPoint(duration, q0)])
+    rate = float(sim.get('physics_rate', 1000.0))
+    with Predictor(model, str(urdf), scene, rate, float(sim.get('update_rate', 100.0)), config,
+                   initial_positions=initial) as predictor:
+        predictor.predict(goal, start)  # warm-up
+        t0 = time.perf_counter()
+        verdict = predictor.predict(goal, start)
+        predict_s = time.perf_counter() - t0
+        steps = int(round(verdict.duration * rate))
+        client = predictor.world.client
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            client.stepSimulation()
+        bare_s = time.perf_counter() - t0
+    return predict_s, bare_s
+
+
+def twin_timings(robot: str) -> dict:
+    """Relay latency of the bridge, divergence-to-hold and death-to-abort, on the real graph."""
+    from control_msgs.msg import JointTrajectoryControllerState  # noqa: PLC0415
+    from rcl_interfaces.srv import SetParameters  # noqa: PLC0415
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+    from rdt_interfaces.msg import Divergence  # noqa: PLC0415
+    from rdt_interfaces.srv import SwitchTarget  # noqa: PLC0415
+    from std_srvs.srv import SetBool  # noqa: PLC0415
+
+    from reverse_digital_twin.client import TrajectoryClient, make_trajectory  # noqa: PLC0415
+    from reverse_digital_twin.client import wait_for  # noqa: PLC0415
+    from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS  # noqa: PLC0415
+    from reverse_digital_twin.stack import CONTROLLER_NODE, twin_graph  # noqa: PLC0415
+    out: dict = {}
+    with Stack(twin_graph(robot, hardware='standin'), echo=None) as stack:
+        node = rclpy.create_node('bench_twin')
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            arrivals: dict[str, dict[float, float]] = {'direct': {}, 'relayed': {}}
+
+            def arrival(kind: str):
+                return lambda m: arrivals[kind].setdefault(seconds(m.header.stamp),
+                                                           time.perf_counter())
+            node.create_subscription(JointState, '/sim/joint_states', arrival('direct'),
+                                     SYSTEM_DEFAULT_QOS)
+            node.create_subscription(JointState, '/joint_states', arrival('relayed'),
+                                     SYSTEM_DEFAULT_QOS)
+            client = TrajectoryClient(node)
+            hw = TrajectoryClient(node, '/hw/joint_trajectory_controller', '/hw/joint_states')
+            if not (client.wait_ready(60) and hw.wait_ready(60)):
+                raise RuntimeError('the twin graph did not come up')
+            wait_for(lambda: len(arrivals['relayed']) > 400, 10)
+            common = sorted(set(arrivals['direct']) & set(arrivals['relayed']))[50:]
+            hops = [arrivals['relayed'][t] - arrivals['direct'][t] for t in common]
+            out['relay_hop_p50_ms'] = statistics.median(hops) * 1e3
+            out['relay_hop_p99_ms'] = statistics.quantiles(hops, n=100)[98] * 1e3
+
+            def call(srv_type, name, request):
+                cli = node.create_client(srv_type, name)
+                cli.wait_for_service(timeout_sec=10)
+                future = cli.call_async(request)
+                wait_for(future.done, 10)
+                return future.result()
+            sim = read_node_parameters(robot_config(robot), SIM_NODE)
+            joints = read_node_parameters(robot_config(robot), CONTROLLER_NODE)['joints']
+            home = [float(sim.get(f'initial_positions.{j}', 0.0)) for j in joints]
+            goal = make_trajectory(joints, [[q + (0.3 if i % 2 else -0.3)
+                                             for i, q in enumerate(home)], home], [2.0, 4.0])
+            # goal acceptance through the bridge (prediction included) vs direct
+            t0 = time.perf_counter()
+            pending = client.send_async(goal)
+            pending.responded.wait(30)
+            out['accept_via_bridge_ms'] = (time.perf_counter() - t0) * 1e3
+            client.wait_result(pending, 30)
+            direct = TrajectoryClient(node, '/sim/joint_trajectory_controller', '/sim/joint_states')
+            direct.wait_ready(10)
+            t0 = time.perf_counter()
+            pending = direct.send_async(goal)
+            pending.responded.wait(30)
+            out['accept_direct_ms'] = (time.perf_counter() - t0) * 1e3
+            direct.wait_result(pending, 30)
+
+            # divergence -> hold: shadow mode, heavy payload on the stand-in
+            call(SetBool, '/joint_trajectory_controller/arm_hardware', SetBool.Request(data=True))
+            call(SwitchTarget, '/joint_trajectory_controller/switch_target',
+                 SwitchTarget.Request(target='shadow'))
+            call(SetParameters, '/hw/standin_robot/set_parameters', SetParameters.Request(
+                parameters=[Parameter('perturbation.payload_mass', value=25.0)
+                            .to_parameter_msg()]))
+            reports: list = []
+            holds: list = []
+            node.create_subscription(Divergence, '/joint_trajectory_controller/divergence',
+                                     reports.append, 10)
+
+            def on_state(msg) -> None:
+                if reports and not holds and msg.reference.velocities and \
+                        max(abs(v) for v in msg.reference.velocities) == 0.0 and \
+                        seconds(msg.header.stamp) >= seconds(reports[0].header.stamp):
+                    holds.append(seconds(msg.header.stamp))
+            node.create_subscription(JointTrajectoryControllerState,
+                                     '/hw/joint_trajectory_controller/controller_state',
+                                     on_state, SYSTEM_DEFAULT_QOS)
+            client.send(goal, timeout=30)
+            wait_for(lambda: holds, 5)
+            if reports and holds:
+                out['divergence_to_hold_ms'] = (holds[0] - seconds(reports[0].header.stamp)) * 1e3
+            call(SetParameters, '/hw/standin_robot/set_parameters', SetParameters.Request(
+                parameters=[Parameter('perturbation.payload_mass', value=0.5)
+                            .to_parameter_msg()]))
+
+            # hardware death -> client abort
+            call(SwitchTarget, '/joint_trajectory_controller/switch_target',
+                 SwitchTarget.Request(target='sim'))
+            call(SetBool, '/joint_trajectory_controller/arm_hardware', SetBool.Request(data=True))
+            call(SwitchTarget, '/joint_trajectory_controller/switch_target',
+                 SwitchTarget.Request(target='hardware'))
+            pending = client.send_async(make_trajectory(joints, [home], [4.0]))
+            pending.responded.wait(30)
+            count = hw.received
+            wait_for(lambda: hw.received > count + 50, 5)
+            killed = time.perf_counter()
+            stack.process('standin_robot').signal(signal.SIGKILL)
+            client.wait_result(pending, 30)
+            out['death_to_abort_ms'] = (time.perf_counter() - killed) * 1e3
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+    return out
+
+
 def run(robot: str, output: Path) -> dict:
     def say(text: str) -> None:
         print(f'[bench] {text}', flush=True)
@@ -169,8 +316,14 @@ def run(robot: str, output: Path) -> dict:
         results['lockstep_cycles_per_s'] = cycles
         say('raw rclpy ping-pong between two processes ...')
         rtt = rclpy_round_trip()
+        say('the twin graph: bridge relay, goal acceptance, divergence stop, hardware death ...')
+        results.update(twin_timings(robot))
     finally:
         rclpy.shutdown()
+    say('prediction of a 10 s trajectory vs bare stepping ...')
+    predict_s, bare_s = prediction_speed(robot)
+    results['predict_10s_ms'] = predict_s * 1e3
+    results['bare_steps_10s_ms'] = bare_s * 1e3
     results['rclpy_round_trip_p50_ms'] = statistics.median(rtt) * 1e3
     results['rclpy_round_trip_p99_ms'] = statistics.quantiles(rtt, n=100)[98] * 1e3
     results['lockstep_cycle_ms'] = 1e3 / results['lockstep_cycles_per_s']
@@ -188,6 +341,20 @@ def run(robot: str, output: Path) -> dict:
          f'{results["rclpy_round_trip_p99_ms"]:.3f} ms', '1.00 (baseline)'),
         ('lockstep control cycle', f'{results["lockstep_cycle_ms"]:.3f} ms',
          f'{results["lockstep_cycle_ms"] / results["rclpy_round_trip_p50_ms"]:.2f} x raw p50'),
+        ('predict a 10 s trajectory (forked world + control law)',
+         f'{results["predict_10s_ms"]:.0f} ms ({10000 / results["predict_10s_ms"]:.0f} x real time)',
+         f'{results["predict_10s_ms"] / results["bare_steps_10s_ms"]:.2f} x bare stepping '
+         f'({results["bare_steps_10s_ms"]:.0f} ms)'),
+        ('bridge relay hop, /sim/joint_states -> /joint_states (p50 / p99)',
+         f'{results["relay_hop_p50_ms"]:.3f} / {results["relay_hop_p99_ms"]:.3f} ms',
+         f'{results["relay_hop_p50_ms"] / (results["rclpy_round_trip_p50_ms"] / 2):.2f} x raw '
+         'one-way (p50)'),
+        ('goal accepted: via the bridge (incl. prediction) / direct',
+         f'{results["accept_via_bridge_ms"]:.0f} / {results["accept_direct_ms"]:.1f} ms', ''),
+        ('divergence detected -> hardware holding',
+         f'{results.get("divergence_to_hold_ms", float("nan")):.0f} ms', ''),
+        ('hardware killed -> client goal aborted',
+         f'{results["death_to_abort_ms"]:.0f} ms', ''),
     ]
     width = max(len(r[0]) for r in rows)
     print()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 
@@ -90,6 +91,22 @@ def _goal_fields(args: argparse.Namespace) -> dict:
     return fields
 
 
+def _glue_negative_joints(argv: list[str]) -> list[str]:
+    """'--joints -0.6,1.2' reads as an option to argparse: make it '--joints=-0.6,1.2'."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == '--joints' and i + 1 < len(argv) \
+                and re.match(r'^-[\d.]', argv[i + 1]) is not None:
+            out.append(f'--joints={argv[i + 1]}')
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
 def action_name(namespace: str) -> str:
     ns = namespace.strip('/')
     return f'/{ns}/pybullet_sim/move_to' if ns else '/pybullet_sim/move_to'
@@ -99,7 +116,8 @@ def move_main(argv: list[str] | None = None) -> int:
     """`rdt move ...`; returns the exit code."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_glue_negative_joints(
+            list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
     try:

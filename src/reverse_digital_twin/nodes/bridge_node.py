@@ -105,9 +105,9 @@ class Bridge(Node):
                                            'Result deadline = scale x duration + margin'))
         self.timeout_margin = float(declare(self, 'execution_timeout_margin', 0.5,
                                             'Result deadline = scale x duration + margin (s)'))
-        stale_min = float(declare(self, 'joint_state_timeout_min', 0.1,
+        stale_min = float(declare(self, 'joint_state_timeout_min', 0.2,
                                   'Hardware lost when joint states pause longer than '
-                                  'max(this, factor x largest recent gap) (s)'))
+                                  'max(this, factor x 99th percentile of recent gaps) (s)'))
         stale_factor = float(declare(self, 'joint_state_timeout_factor', 5.0,
                                      'See joint_state_timeout_min'))
         self.prediction_timeout = float(declare(self, 'prediction_timeout', 10.0,

@@ -132,9 +132,11 @@ class MoveToServer:
         result = MoveTo.Result(error_code=int(code), error_string=text)
         if verdict is not None:
             result.verdict = verdict_msg(verdict, node.stamp_time(node.world.time))
-        log = node.get_logger()
-        (log.info if status == 'succeeded' else log.error)(
-            f'move_to {status}: {text}' if text else f'move_to {status}')
+        line = f'move_to {status}: {text}' if text else f'move_to {status}'
+        if status == 'succeeded':  # one call site per severity (rclpy insists)
+            node.get_logger().info(line)
+        else:
+            node.get_logger().error(line)
         return result
 
     # --- the goal -------------------------------------------------------------------------------
@@ -221,8 +223,9 @@ class MoveToServer:
             return self._end(handle, 'succeeded', result.error_code, result.error_string,
                              verdict)
         status = 'canceled' if response.status == GoalStatus.STATUS_CANCELED else 'aborted'
-        text = result.error_string or ('canceled' if status == 'canceled'
-                                       else f'{self.bridge_controller} aborted the motion')
+        text = result.error_string or (
+            'Canceled: the motion was stopped where it was' if status == 'canceled'
+            else f'{self.bridge_controller} aborted the motion')
         return self._end(handle, status, result.error_code, text, verdict)
 
     async def _result(self, bridge_goal, duration: float):
