@@ -40,8 +40,31 @@ def test_unknown_robot_and_node_are_refused():
         sim_graph('rdt_arm6', overrides={'no_such_node': {'x': 1}})
 
 
-def test_launch_file_builds_from_the_same_graph_description():
-    tree = ast.parse((ROOT / 'launch' / 'sim.launch.py').read_text())
+@pytest.mark.parametrize('launch_file, graph', [('sim.launch.py', 'sim_graph'),
+                                                ('twin.launch.py', 'twin_graph')])
+def test_launch_files_build_from_the_same_graph_description(launch_file, graph):
+    tree = ast.parse((ROOT / 'launch' / launch_file).read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     names |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    assert {'sim_graph', 'launch_nodes', 'generate_launch_description'} <= names
+    assert {graph, 'launch_nodes', 'generate_launch_description'} <= names
+
+
+def test_twin_graph_modes():
+    from reverse_digital_twin.stack import twin_graph
+    specs = twin_graph('rdt_arm6', hardware='standin', target='shadow', armed=True)
+    names = [s.fully_qualified_name for s in specs]
+    assert names == ['/sim/pybullet_sim', '/sim/joint_trajectory_controller',
+                     '/hw/standin_robot', '/hw/joint_trajectory_controller',
+                     '/joint_trajectory_controller']
+    bridge = specs[-1]
+    assert bridge.parameter_files == ()  # the controller sections are not the bridge's
+    assert bridge.parameters['target'] == 'shadow' and bridge.parameters['hardware_armed']
+    assert bridge.parameters['predict_service'] == '/sim/pybullet_sim/predict_trajectory'
+    real = twin_graph('rdt_arm6', hardware='/ur/scaled_joint_trajectory_controller',
+                      client_controller='scaled_joint_trajectory_controller')
+    assert [s.fully_qualified_name for s in real][-1] == '/scaled_joint_trajectory_controller'
+    assert real[-1].parameters['hardware_joint_states'] == '/ur/joint_states'
+    with pytest.raises(ConfigError, match='must not publish /joint_states'):
+        twin_graph('rdt_arm6', hardware='/scaled_joint_trajectory_controller')
+    with pytest.raises(ConfigError, match='fully qualified'):
+        twin_graph('rdt_arm6', hardware='ur5')
