@@ -123,6 +123,43 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _call_service(srv_type, name: str, request, timeout: float = 10.0):
+    import rclpy  # noqa: PLC0415
+    rclpy.init()
+    node = rclpy.create_node('rdt_cli')
+    try:
+        client = node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise ConfigError(f'{name} is not available: is `rdt up` running (same '
+                              'ROS_DOMAIN_ID)?')
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        if not future.done():
+            raise ConfigError(f'no answer from {name} within {timeout} s')
+        return future.result()
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    """Switch the bridge's target (between goals)."""
+    from rdt_interfaces.srv import SwitchTarget  # noqa: PLC0415
+    reply = _call_service(SwitchTarget, f'/{args.controller_name}/switch_target',
+                          SwitchTarget.Request(target=args.target))
+    print(f'rdt: {reply.message} (active target: {reply.active_target})')
+    return 0 if reply.success else 1
+
+
+def cmd_arm(args: argparse.Namespace) -> int:
+    """Arm or disarm the hardware behind the bridge."""
+    from std_srvs.srv import SetBool  # noqa: PLC0415
+    reply = _call_service(SetBool, f'/{args.controller_name}/arm_hardware',
+                          SetBool.Request(data=args.command == 'arm'))
+    print(f'rdt: {reply.message}')
+    return 0 if reply.success else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='rdt', description='Reverse digital twin: a PyBullet twin behind the interface of '
@@ -131,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser('up', help='run the node graph until Ctrl-C')
     _graph_args(up)
     up.set_defaults(func=cmd_up)
-    demo = sub.add_parser('demo', help='start the graph, send a trajectory as MoveIt would, '
-                          'print the result and the final joint error')
+    demo = sub.add_parser('demo', help="the twin's story: an unsafe goal refused, a safe one in "
+                          'sim then on the stand-in in shadow mode, a divergence stopping it '
+                          '(--sim-only: one trajectory on the twin alone)')
     _graph_args(demo)
     demo.add_argument('--output', default='artifacts', help='folder for plots and logs')
     demo.set_defaults(func=cmd_demo)
@@ -140,6 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument('--robot', default='rdt_arm6')
     snap.add_argument('--output', default='scene.png')
     snap.set_defaults(func=cmd_snapshot)
+    switch = sub.add_parser('switch', help='route goals to sim, hardware or shadow')
+    switch.add_argument('target', choices=['sim', 'hardware', 'shadow'])
+    switch.add_argument('--controller-name', default='joint_trajectory_controller')
+    switch.set_defaults(func=cmd_switch)
+    for name, text in (('arm', 'allow goals to reach the hardware'),
+                       ('disarm', 'forbid goals to reach the hardware')):
+        arm = sub.add_parser(name, help=text)
+        arm.add_argument('--controller-name', default='joint_trajectory_controller')
+        arm.set_defaults(func=cmd_arm)
+    move = sub.add_parser('move', add_help=False,
+                          help='let the twin plan, predict and execute a motion (rdt move -h)')
+    move.set_defaults(func=None)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == 'move':
+        from reverse_digital_twin.move_cli import move_main  # noqa: PLC0415
+        return move_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

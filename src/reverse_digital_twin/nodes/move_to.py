@@ -31,6 +31,7 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.task import Future
+from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rdt_interfaces.action import MoveTo
@@ -40,7 +41,7 @@ from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal import TrajectoryGoal
 from reverse_digital_twin.core.motion import plan_joint_motion, solve_ik
 from reverse_digital_twin.core.prediction import Verdict
-from reverse_digital_twin.nodes.ros_common import to_duration
+from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ IK_RESTARTS = 5
 #: No result from the bridge within scale x duration + margin (wall s): the bridge is gone.
 RESULT_TIMEOUT_SCALE = 3.0
 RESULT_TIMEOUT_MARGIN = 15.0
+#: With start_joint_states: a message older than this (wall s) is not used as the start.
+START_STATE_MAX_AGE = 0.5
 
 
 def trajectory_msg(goal: TrajectoryGoal) -> JointTrajectory:
@@ -76,10 +79,15 @@ class MoveToServer:
             ``<name>/follow_joint_trajectory`` is served: the bridge (default), or the twin's own
             emulated controller (e.g. ``joint_trajectory_controller``, relative to the node's
             namespace) when running without a bridge.
+        start_joint_states: '' (default): motions start from the twin's measured state
+            (``node.last_state``). A joint_states topic, e.g. the bridge's ``/joint_states``
+            (the active target's): motions start from its latest message when it is fresh
+            (:data:`START_STATE_MAX_AGE`) and names every controller joint, so that a motion
+            for the hardware starts where the hardware is, not where the idle twin is.
     """
 
-    def __init__(self, node: 'SimNode', bridge_controller: str = '/joint_trajectory_controller'
-                 ) -> None:
+    def __init__(self, node: 'SimNode', bridge_controller: str = '/joint_trajectory_controller',
+                 start_joint_states: str = '') -> None:
         if node.predictor is None:
             raise ConfigError(f'{node.get_fully_qualified_name()}: ~/move_to needs the twin\'s '
                               'predictor: set the parameter controller_parameters_file')
@@ -95,6 +103,10 @@ class MoveToServer:
                                     callback_group=self._client_group)
         self._bridge_goals: dict[int, object] = {}  # id(server goal handle) -> bridge goal
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
+        self._start_msg: tuple[float, JointState] | None = None  # (wall time, message)
+        if start_joint_states:
+            node.create_subscription(JointState, start_joint_states, self._on_joint_states,
+                                     SYSTEM_DEFAULT_QOS, callback_group=self._client_group)
         self._server = ActionServer(node, MoveTo, '~/move_to', self._execute,
                                     goal_callback=self._on_goal,
                                     cancel_callback=self._on_cancel,
@@ -105,6 +117,30 @@ class MoveToServer:
         self._bridge.destroy()
 
     # --- callbacks ------------------------------------------------------------------------------
+    def _on_joint_states(self, msg: JointState) -> None:
+        self._start_msg = (self._now(), msg)
+
+    def _now(self) -> float:
+        return self._wall.now().nanoseconds * 1e-9
+
+    def _start_state(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Positions and velocities (joint -> value) the motion starts from."""
+        node = self.node
+        state = node.last_state  # one snapshot: the physics thread replaces it every cycle
+        positions = dict(zip(node.joints, state.positions.tolist()))
+        velocities = dict(zip(node.joints, state.velocities.tolist()))
+        latest = self._start_msg
+        if latest is not None and self._now() - latest[0] <= START_STATE_MAX_AGE:
+            msg = latest[1]
+            index = {n: i for i, n in enumerate(msg.name)}
+            joints = node.predictor.config.joints
+            if all(j in index and index[j] < len(msg.position) for j in joints):
+                for j in joints:
+                    positions[j] = float(msg.position[index[j]])
+                    velocities[j] = float(msg.velocity[index[j]]) \
+                        if len(msg.velocity) == len(msg.name) else 0.0
+        return positions, velocities
+
     def _on_goal(self, request: MoveTo.Goal) -> GoalResponse:
         return GoalResponse.ACCEPT  # every refusal comes back as a result with its reason
 
@@ -146,9 +182,7 @@ class MoveToServer:
         request: MoveTo.Goal = handle.request
         joints = list(predictor.config.joints)
         self._feedback(handle, 'planning', 0.0)
-        state = node.last_state  # one snapshot: the physics thread replaces it every cycle
-        measured = dict(zip(node.joints, state.positions.tolist()))
-        velocities = dict(zip(node.joints, state.velocities.tolist()))
+        measured, velocities = self._start_state()
         start = np.array([measured[j] for j in joints])
         try:
             scaling = self._velocity_scaling(request.velocity_scaling)
