@@ -104,9 +104,11 @@ class MoveToServer:
         self._bridge_goals: dict[int, object] = {}  # id(server goal handle) -> bridge goal
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
         self._start_msg: tuple[float, JointState] | None = None  # (wall time, message)
+        self._subscription = None
         if start_joint_states:
-            node.create_subscription(JointState, start_joint_states, self._on_joint_states,
-                                     SYSTEM_DEFAULT_QOS, callback_group=self._client_group)
+            self._subscription = node.create_subscription(
+                JointState, start_joint_states, self._on_joint_states, SYSTEM_DEFAULT_QOS,
+                callback_group=self._client_group)
         self._server = ActionServer(node, MoveTo, '~/move_to', self._execute,
                                     goal_callback=self._on_goal,
                                     cancel_callback=self._on_cancel,
@@ -115,6 +117,8 @@ class MoveToServer:
     def destroy(self) -> None:
         self._server.destroy()
         self._bridge.destroy()
+        if self._subscription is not None:
+            self.node.destroy_subscription(self._subscription)
 
     # --- callbacks ------------------------------------------------------------------------------
     def _on_joint_states(self, msg: JointState) -> None:

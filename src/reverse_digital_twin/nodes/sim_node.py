@@ -34,6 +34,7 @@ from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
+from reverse_digital_twin.nodes.move_to import MoveToServer
 from reverse_digital_twin.nodes.ros_common import goal_from_msg, to_time, tolerance_requests
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
 from reverse_digital_twin.stack import read_node_parameters
@@ -116,6 +117,14 @@ class SimNode(Node):
             'prediction service', read_only=True)
         controller_name = declare(self, 'controller_name', 'joint_trajectory_controller',
                                   'Node name of that controller section', read_only=True)
+        bridge_controller = declare(
+            self, 'bridge_controller', '/joint_trajectory_controller',
+            'Where ~/move_to sends its motions: the bridge (or a controller without one)',
+            read_only=True)
+        move_start = declare(
+            self, 'move_to_start_joint_states', '/joint_states',
+            "joint_states a ~/move_to motion starts from (the bridge relays the active "
+            "target's); '' = the twin's own state", read_only=True)
         allowed = declare(self, 'prediction.allowed_contacts', '',
                           "Comma-separated 'robot_link:other' pairs that are not collisions "
                           '(fnmatch patterns); the root link may always touch its support',
@@ -136,6 +145,7 @@ class SimNode(Node):
                 config, motors, command_delay_cycles=0 if self.lockstep else 1,
                 allowed_contacts=_contact_pairs(allowed), initial_positions=initial)
             self.create_service(PredictTrajectory, '~/predict_trajectory', self._on_predict)
+            self.move_to = MoveToServer(self, bridge_controller, move_start)
         self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
 
         self._state_pub = self.create_publisher(JointState, 'physics/joint_states', PHYSICS_QOS)
