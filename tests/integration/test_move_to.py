@@ -1,0 +1,70 @@
+"""The twin leads: `rdt move` plans a limit-respecting motion, predicts it and, only if safe,
+sends it through the bridge to the active target."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from reverse_digital_twin.client import wait_for
+
+pytestmark = pytest.mark.integration
+RDT = [sys.executable, '-m', 'reverse_digital_twin.cli', 'move']
+
+
+def _move(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*RDT, *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_move_to_joint_target_runs_on_the_active_target(twin):
+    twin.reset()
+    target = twin.pose(0.2)
+    result = _move('--joints', ','.join(f'{q:.4f}' for q in target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert wait_for(lambda: np.abs(twin.positions(twin.sim) - target).max() < 0.01, 5)
+    assert np.abs(twin.positions(twin.hw) - twin.home).max() < 5e-3  # target was sim
+
+
+def test_move_into_the_obstacle_is_refused_and_nothing_moves(twin):
+    twin.reset()
+    assert twin.arm(True).success and twin.switch('hardware').success
+    target = twin.home.copy()
+    target[0] = 1.57  # the sweep of config/scene_default.yaml
+    before = twin.positions(twin.hw)
+    result = _move('--joints', ','.join(f'{q:.4f}' for q in target))
+    assert result.returncode == 1
+    assert 'obstacle' in result.stdout + result.stderr
+    count = twin.hw.received
+    assert wait_for(lambda: twin.hw.received > count + 30, 5)
+    assert np.abs(twin.positions(twin.hw) - before).max() < 2e-3
+
+
+def test_bad_move_requests_are_clear_errors(twin):
+    result = _move('--joints', '0,0')
+    assert result.returncode in (1, 2)
+    assert 'Traceback' not in result.stdout + result.stderr
+    assert result.stdout + result.stderr
+
+
+def test_move_to_a_pose_through_inverse_kinematics(twin):
+    """A tip position (from the forward kinematics of a reachable pose) is reached in the sim."""
+    from reverse_digital_twin.core.motion import forward_kinematics
+    from reverse_digital_twin.core.paths import resolve
+    from reverse_digital_twin.core.physics import PhysicsWorld
+    from reverse_digital_twin.core.scene import load_scene
+    from reverse_digital_twin.stack import SIM_NODE, read_node_parameters, robot_config
+    twin.reset()
+    sim = read_node_parameters(robot_config(twin.name), SIM_NODE)
+    goal = twin.pose(0.2)
+    with PhysicsWorld(twin.model, str(resolve(sim['robot_description_file'])),
+                      load_scene(resolve(sim['scene_file']))) as world:
+        tip = world.tip_link
+        position, _ = forward_kinematics(world, tip, twin.joints, goal)
+        result = _move('--pose', *(f'{v:.4f}' for v in position))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert wait_for(lambda: np.linalg.norm(
+            np.array(forward_kinematics(world, tip, twin.joints,
+                                        twin.positions(twin.sim))[0]) - position) < 0.005, 5)
