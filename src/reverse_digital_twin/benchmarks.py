@@ -26,22 +26,17 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 
-from reverse_digital_twin.core.paths import resolve
 from reverse_digital_twin.core.physics import PhysicsWorld
-from reverse_digital_twin.core.robot_model import load_robot_model
-from reverse_digital_twin.core.scene import load_scene
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, PHYSICS_QOS, seconds
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import SIM_NODE, read_node_parameters, robot_config, sim_graph
+from reverse_digital_twin.stack import SIM_NODE, load_robot, sim_graph
 
 
 def _world(robot: str) -> tuple[PhysicsWorld, float, int]:
-    sim = read_node_parameters(robot_config(robot), SIM_NODE)
-    urdf = resolve(sim['robot_description_file'])
-    scene = load_scene(resolve(sim['scene_file'])) if sim.get('scene_file') else None
-    rate = float(sim.get('physics_rate', 1000.0))
-    per_cycle = max(1, round(rate / float(sim.get('update_rate', 100.0))))
-    return PhysicsWorld(load_robot_model(urdf), str(urdf), scene, rate), rate, per_cycle
+    setup = load_robot(robot)
+    rate = float(setup.sim.get('physics_rate', 1000.0))
+    per_cycle = max(1, round(rate / float(setup.sim.get('update_rate', 100.0))))
+    return PhysicsWorld(setup.model(), str(setup.urdf), setup.scene(), rate), rate, per_cycle
 
 
 def bare_pybullet(robot: str, steps: int = 30000) -> float:
@@ -75,7 +70,7 @@ def core_loop(robot: str, steps: int = 30000) -> float:
 def sim_node_rate(robot: str, lockstep: bool, warmup: float = 3.0,
                   window: float = 4.0) -> tuple[float, float]:
     """Physics steps/s and control cycles/s of the running graph, from /clock."""
-    sim = read_node_parameters(robot_config(robot), SIM_NODE)
+    sim = load_robot(robot).sim
     physics_rate = float(sim.get('physics_rate', 1000.0))
     update_rate = float(sim.get('update_rate', 100.0))
     overrides = {SIM_NODE: {'real_time_factor': 0.0, 'lockstep': lockstep,
@@ -153,15 +148,12 @@ def prediction_speed(robot: str, duration: float = 10.0) -> tuple[float, float]:
     from reverse_digital_twin.core.controller_config import controller_config  # noqa: PLC0415
     from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal  # noqa: PLC0415
     from reverse_digital_twin.core.prediction import Predictor  # noqa: PLC0415
-    from reverse_digital_twin.stack import CONTROLLER_NODE  # noqa: PLC0415
-    config_file = robot_config(robot)
-    sim = read_node_parameters(config_file, SIM_NODE)
-    urdf = resolve(sim['robot_description_file'])
-    model = load_robot_model(urdf)
-    scene = load_scene(resolve(sim['scene_file'])) if sim.get('scene_file') else None
-    config = controller_config(read_node_parameters(config_file, CONTROLLER_NODE), model)
-    initial = {k.split('.', 1)[1]: v for k, v in sim.items() if k.startswith('initial_positions.')}
-    start = {j: float(initial.get(j, 0.0)) for j in config.joints}
+    setup = load_robot(robot)
+    model = setup.model()
+    config = controller_config(setup.controller, model)
+    initial = setup.initial_positions
+    start = dict(zip(setup.joints, setup.home.tolist()))
+    sim, urdf, scene = setup.sim, setup.urdf, setup.scene()
     q0 = [start[j] for j in config.joints]
     wiggle = [q + (0.2 if i % 2 else -0.2) for i, q in enumerate(q0)]
     goal = TrajectoryGoal(list(config.joints), [GoalPoint(duration / 2, wiggle),
@@ -191,17 +183,15 @@ def twin_timings(robot: str) -> dict:
     from rdt_interfaces.srv import SwitchTarget  # noqa: PLC0415
     from std_srvs.srv import SetBool  # noqa: PLC0415
 
-    from reverse_digital_twin.client import TrajectoryClient, make_trajectory  # noqa: PLC0415
+    from reverse_digital_twin.client import BackgroundNode, TrajectoryClient  # noqa: PLC0415
+    from reverse_digital_twin.client import make_trajectory  # noqa: PLC0415
     from reverse_digital_twin.client import wait_for  # noqa: PLC0415
     from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS  # noqa: PLC0415
-    from reverse_digital_twin.stack import CONTROLLER_NODE, twin_graph  # noqa: PLC0415
+    from reverse_digital_twin.stack import twin_graph  # noqa: PLC0415
     out: dict = {}
     with Stack(twin_graph(robot, hardware='standin'), echo=None) as stack:
-        node = rclpy.create_node('bench_twin')
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        background = BackgroundNode('bench_twin')
+        node = background.node
         try:
             arrivals: dict[str, dict[float, float]] = {'direct': {}, 'relayed': {}}
 
@@ -228,9 +218,8 @@ def twin_timings(robot: str) -> dict:
                 future = cli.call_async(request)
                 wait_for(future.done, 10)
                 return future.result()
-            sim = read_node_parameters(robot_config(robot), SIM_NODE)
-            joints = read_node_parameters(robot_config(robot), CONTROLLER_NODE)['joints']
-            home = [float(sim.get(f'initial_positions.{j}', 0.0)) for j in joints]
+            setup = load_robot(robot)
+            joints, home = setup.joints, setup.home.tolist()
             goal = make_trajectory(joints, [[q + (0.3 if i % 2 else -0.3)
                                              for i, q in enumerate(home)], home], [2.0, 4.0])
             # goal acceptance through the bridge (prediction included) vs direct
@@ -290,8 +279,7 @@ def twin_timings(robot: str) -> dict:
             client.wait_result(pending, 30)
             out['death_to_abort_ms'] = (time.perf_counter() - killed) * 1e3
         finally:
-            executor.shutdown()
-            node.destroy_node()
+            background.close()
     return out
 
 

@@ -105,18 +105,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from reverse_digital_twin.core.paths import resolve  # noqa: PLC0415
     from reverse_digital_twin.core.physics import PhysicsWorld, render_rgb  # noqa: PLC0415
-    from reverse_digital_twin.core.robot_model import load_robot_model  # noqa: PLC0415
-    from reverse_digital_twin.core.scene import load_scene  # noqa: PLC0415
-    from reverse_digital_twin.stack import SIM_NODE, read_node_parameters  # noqa: PLC0415
-    from reverse_digital_twin.stack import robot_config  # noqa: PLC0415
-    sim = read_node_parameters(robot_config(args.robot), SIM_NODE)
-    urdf = resolve(sim['robot_description_file'], 'robot_description_file')
-    scene = load_scene(resolve(sim['scene_file'], 'scene_file')) if sim.get('scene_file') else None
-    initial = {k.split('.', 1)[1]: v for k, v in sim.items() if k.startswith('initial_positions.')}
-    with PhysicsWorld(load_robot_model(urdf), str(urdf), scene,
-                      initial_positions=initial) as world:
+    from reverse_digital_twin.stack import load_robot  # noqa: PLC0415
+    setup = load_robot(args.robot)
+    with PhysicsWorld(setup.model(), str(setup.urdf), setup.scene(),
+                      initial_positions=setup.initial_positions) as world:
         image = render_rgb(world, 800, 600)
     plt.imsave(args.output, image)
     print(f'rdt: wrote {args.output}')

@@ -177,3 +177,29 @@ def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.02) 
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
+
+
+class BackgroundNode:
+    """An rclpy node spun in a daemon thread, for scripts, demos and tests (a context manager).
+
+    Call rclpy.init() first; closing shuts the executor down and destroys the node.
+    """
+
+    def __init__(self, name: str) -> None:
+        import rclpy  # noqa: PLC0415
+        from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
+        self.node = rclpy.create_node(name)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True, name=name)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+    def __enter__(self) -> Node:
+        return self.node
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

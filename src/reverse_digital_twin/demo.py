@@ -6,20 +6,15 @@ result and the final joint error, and plots desired vs measured joint positions.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 
-from reverse_digital_twin.client import TrajectoryClient, make_trajectory
-from reverse_digital_twin.core.paths import resolve
-from reverse_digital_twin.core.robot_model import load_robot_model
+from reverse_digital_twin.client import BackgroundNode, TrajectoryClient, make_trajectory
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import CONTROLLER_NODE, SIM_NODE, NodeSpec
-from reverse_digital_twin.stack import read_node_parameters, robot_config
+from reverse_digital_twin.stack import CONTROLLER_NODE, NodeSpec, load_robot
 
 
 def demo_waypoints(robot: str, amplitude: float = 0.4) -> tuple[list[str], list[list[float]]]:
@@ -28,12 +23,8 @@ def demo_waypoints(robot: str, amplitude: float = 0.4) -> tuple[list[str], list[
     Everything comes from the robot's configuration: the controller joints, the start pose and
     the limits, so the demo runs on any configured robot.
     """
-    config = robot_config(robot)
-    ctrl = read_node_parameters(config, CONTROLLER_NODE)
-    sim = read_node_parameters(config, SIM_NODE)
-    joints = list(ctrl['joints'])
-    model = load_robot_model(resolve(sim['robot_description_file']))
-    start = np.array([float(sim.get(f'initial_positions.{j}', 0.0)) for j in joints])
+    setup = load_robot(robot)
+    joints, start, model = setup.joints, setup.home, setup.model()
     lower = np.array([model.joint(j).limits.lower for j in joints])
     upper = np.array([model.joint(j).limits.upper for j in joints])
     signs = np.where(np.arange(len(joints)) % 2 == 0, -1.0, 1.0)
@@ -55,11 +46,8 @@ def run_demo(robot: str, specs: list[NodeSpec], output: str) -> int:
         step(f'started {len(specs)} nodes as processes ({", ".join(s.fully_qualified_name for s in specs)}); '
              f'their output goes to {log_path}')
         rclpy.init()
-        node = rclpy.create_node('rdt_demo_client')
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        background = BackgroundNode('rdt_demo_client')
+        node = background.node
         try:
             client = TrajectoryClient(node, controller,
                                       f'/{ns}/joint_states' if ns else '/joint_states')
@@ -95,8 +83,7 @@ def run_demo(robot: str, specs: list[NodeSpec], output: str) -> int:
                 step(f'plot of desired vs measured joint positions: {plot}')
             return 0 if outcome.status_name == 'SUCCEEDED' else 1
         finally:
-            executor.shutdown()
-            node.destroy_node()
+            background.close()
             rclpy.shutdown()
 
 

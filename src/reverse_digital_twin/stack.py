@@ -206,3 +206,48 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
     specs.append(NodeSpec(client_controller, BRIDGE_EXECUTABLE, f'{PACKAGE}.nodes.bridge_node',
                           '', (), bridge))
     return specs
+
+
+@dataclass(frozen=True)
+class RobotSetup:
+    """What a robot configuration names, resolved: for demos, benchmarks, tests and tools."""
+
+    config: Path
+    sim: dict[str, Any]  # the pybullet_sim section, flattened
+    controller: dict[str, Any]  # the joint_trajectory_controller section, flattened
+    urdf: Path
+
+    @property
+    def joints(self) -> list[str]:
+        return list(self.controller['joints'])
+
+    @property
+    def initial_positions(self) -> dict[str, float]:
+        prefix = 'initial_positions.'
+        return {k[len(prefix):]: float(v) for k, v in self.sim.items() if k.startswith(prefix)}
+
+    @property
+    def home(self):
+        """Start pose of the controller joints (rad or m)."""
+        import numpy as np  # noqa: PLC0415
+        initial = self.initial_positions
+        return np.array([initial.get(j, 0.0) for j in self.joints])
+
+    def model(self):
+        from reverse_digital_twin.core.robot_model import load_robot_model  # noqa: PLC0415
+        return load_robot_model(self.urdf)
+
+    def scene(self):
+        from reverse_digital_twin.core.scene import load_scene  # noqa: PLC0415
+        return load_scene(resolve(self.sim['scene_file'], 'scene_file')) \
+            if self.sim.get('scene_file') else None
+
+
+def load_robot(robot: str) -> RobotSetup:
+    """Read a robot's parameter file (name under config/ or a path)."""
+    config = robot_config(robot)
+    sim = read_node_parameters(config, SIM_NODE)
+    if 'robot_description_file' not in sim:
+        raise ConfigError(f'{config}: the {SIM_NODE} section has no robot_description_file')
+    return RobotSetup(config, sim, read_node_parameters(config, CONTROLLER_NODE),
+                      resolve(sim['robot_description_file'], 'robot_description_file'))

@@ -12,14 +12,12 @@ with the twin's own prediction service.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rcl_interfaces.srv import SetParameters
 from rdt_interfaces.msg import Divergence
@@ -27,13 +25,12 @@ from rdt_interfaces.srv import PredictTrajectory, SwitchTarget
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
-from reverse_digital_twin.client import TrajectoryClient, make_trajectory, wait_for
+from reverse_digital_twin.client import BackgroundNode, TrajectoryClient, make_trajectory
+from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.demo import demo_waypoints
-from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, seconds
+from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.core.paths import resolve
-from reverse_digital_twin.core.robot_model import load_robot_model
-from reverse_digital_twin.stack import SIM_NODE, read_node_parameters, robot_config, twin_graph
+from reverse_digital_twin.stack import load_robot, twin_graph
 
 BRIDGE = '/joint_trajectory_controller'
 HEAVY_PAYLOAD = 25.0  # kg: twice what a 6-DoF arm of this class is rated for
@@ -54,8 +51,7 @@ class Demo:
     def __init__(self, robot: str, output: Path) -> None:
         self.robot = robot
         self.output = output
-        sim = read_node_parameters(robot_config(robot), SIM_NODE)
-        self.model = load_robot_model(resolve(sim['robot_description_file']))
+        self.model = load_robot(robot).model()
         self.t0 = time.monotonic()
         self.report: list[str] = []
 
@@ -293,10 +289,8 @@ def run_twin_demo(robot: str, output: str, overrides: dict | None = None) -> int
         demo.say(f'started {len(specs)} nodes: ' + ', '.join(s.fully_qualified_name for s in specs)
                  + f' (log: {log_path})')
         rclpy.init()
-        node = rclpy.create_node('rdt_twin_demo')
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        background = BackgroundNode('rdt_twin_demo')
+        node = background.node
         try:
             demo.connect(node)
             deadline = time.monotonic() + 60
@@ -314,6 +308,5 @@ def run_twin_demo(robot: str, output: str, overrides: dict | None = None) -> int
             print(f'rdt demo: {exc}', file=sys.stderr)
             return 1
         finally:
-            executor.shutdown()
-            node.destroy_node()
+            background.close()
             rclpy.shutdown()

@@ -1,7 +1,6 @@
 """Fixtures that start the real node graph as processes and a real rclpy client beside it."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,30 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from reverse_digital_twin.client import TrajectoryClient, make_trajectory, wait_for
+from reverse_digital_twin.client import BackgroundNode, TrajectoryClient, make_trajectory
+from reverse_digital_twin.client import wait_for
+from reverse_digital_twin.core.robot_model import RobotModel
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
-from reverse_digital_twin.core.paths import resolve
-from reverse_digital_twin.core.robot_model import RobotModel, load_robot_model
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import CONTROLLER_NODE, SIM_NODE, read_node_parameters
-from reverse_digital_twin.stack import robot_config, sim_graph
+from reverse_digital_twin.stack import CONTROLLER_NODE, load_robot, sim_graph
 
 
 @pytest.fixture(scope='session')
 def ros_node() -> Iterator[Node]:
     """One rclpy node in the test process, spun in a background thread."""
     rclpy.init()
-    node = rclpy.create_node('rdt_test_client')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield node
-    executor.shutdown()
-    node.destroy_node()
+    with BackgroundNode('rdt_test_client') as node:
+        yield node
     rclpy.shutdown()
 
 
@@ -98,13 +89,9 @@ def start_robot(node: Node, robot: str, tmp_path: Path, namespace: str = '',
     controller = next(s for s in specs if s.name == CONTROLLER_NODE).fully_qualified_name
     joint_states = f'/{namespace}/joint_states' if namespace else '/joint_states'
     client = TrajectoryClient(node, controller, joint_states)
-    config = robot_config(robot)
-    ctrl = read_node_parameters(config, CONTROLLER_NODE)
-    sim = read_node_parameters(config, SIM_NODE)
-    joints = list(ctrl['joints'])
-    handle = Robot(robot, stack, client, controller, namespace, joints,
-                   np.array([float(sim.get(f'initial_positions.{j}', 0.0)) for j in joints]),
-                   load_robot_model(resolve(sim['robot_description_file'])), node)
+    setup = load_robot(robot)
+    handle = Robot(robot, stack, client, controller, namespace, setup.joints, setup.home,
+                   setup.model(), node)
     handle._log = log  # type: ignore[attr-defined]
     if not client.wait_ready(timeout=60.0):
         dead = stack.dead()
@@ -173,12 +160,8 @@ class Twin:
                                      self.divergences.append, 10),
             node.create_subscription(BridgeStatus, '/joint_trajectory_controller/status',
                                      self.statuses.append, LATCHED_QOS)]
-        config = robot_config(robot)
-        ctrl = read_node_parameters(config, CONTROLLER_NODE)
-        sim = read_node_parameters(config, SIM_NODE)
-        self.joints = list(ctrl['joints'])
-        self.home = np.array([float(sim.get(f'initial_positions.{j}', 0.0)) for j in self.joints])
-        self.model = load_robot_model(resolve(sim['robot_description_file']))
+        setup = load_robot(robot)
+        self.joints, self.home, self.model = setup.joints, setup.home, setup.model()
         ok = all(c.wait_ready(60.0) for c in (self.client, self.hw, self.sim))
         ok = ok and all(c.wait_for_service(timeout_sec=30.0)
                         for c in (self._switch, self._arm, self._predict, self._standin_params,

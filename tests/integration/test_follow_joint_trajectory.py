@@ -12,7 +12,7 @@ import pytest
 from action_msgs.msg import GoalStatus
 from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTolerance
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from reverse_digital_twin.client import make_trajectory, wait_for
 from reverse_digital_twin.nodes.ros_common import to_duration, to_time

@@ -11,7 +11,6 @@ target. Watchdogs abort the client's goal when the hardware stops answering.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
