@@ -47,3 +47,27 @@ def test_standin_killed_mid_goal_aborts_and_nothing_is_replayed(ros_node, tmp_pa
         assert moved < 5e-3, f'after the restart the arm moved by {moved} rad without a goal'
     finally:
         twin.close()
+
+
+def test_hung_driver_is_caught_by_the_execution_timeout(ros_node, tmp_path):
+    """A driver that stops answering while the bridge is told to trust joint states for a
+    minute: MoveIt's rule (1.1 x duration + 0.5 s) still ends the client's goal."""
+    twin = Twin(ros_node, 'rdt_arm6', tmp_path,
+                overrides={'bridge': {'joint_state_timeout_min': 60.0}})
+    controller = None
+    try:
+        assert twin.arm(True).success and twin.switch('hardware').success
+        pending = twin.client.send_async(make_trajectory(twin.joints, [twin.pose(0.2)], [1.0]))
+        assert pending.responded.wait(10) and pending.outcome.accepted
+        controller = next(p for p in twin.stack.processes
+                          if p.name == '/hw/joint_trajectory_controller')
+        controller.signal(19)  # SIGSTOP: alive but hung, no result will ever come
+        sent = time.monotonic()
+        outcome = twin.client.wait_result(pending, timeout=15)
+        assert outcome.status_name == 'ABORTED', outcome
+        assert 'no result from /hw/joint_trajectory_controller within' in outcome.error_string
+        assert time.monotonic() - sent < 10
+    finally:
+        if controller is not None:
+            controller.signal(18)  # SIGCONT so that it can be stopped
+        twin.close()

@@ -414,10 +414,12 @@ class Bridge(Node):
             return
         execution.target_goal = goal_handle
         execution.started = self._now()
+        verdict = execution.verdict
         duration = seconds(request.trajectory.points[-1].time_from_start)
+        if verdict is not None:  # the twin knows when the controller will report (settling)
+            duration = max(duration, verdict.duration)
         execution.timeout = execution_timeout(duration, seconds(request.goal_time_tolerance),
                                               self.timeout_scale, self.timeout_margin)
-        verdict = execution.verdict
         if execution.target is Target.SHADOW and verdict is not None \
                 and verdict.predicted_trajectory.points:
             pt = verdict.predicted_trajectory
@@ -469,7 +471,7 @@ class Bridge(Node):
         elif now - execution.started > execution.timeout:
             self._hardware_lost(execution, (
                 f'no result from {link.controller} within {execution.timeout:.2f} s '
-                f'(1.1 x duration + 0.5 s)'))
+                f'({self.timeout_scale:g} x duration + {self.timeout_margin:g} s)'))
 
     def _hardware_lost(self, execution: Execution, why: str) -> None:
         link = execution.link
