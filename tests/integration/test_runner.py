@@ -123,8 +123,9 @@ def test_free_running_lockstep_closes_every_cycle(ros_node, tmp_path):
                         overrides={'pybullet_sim': {'real_time_factor': 0.0, 'lockstep': True}})
     try:
         target = robot.pose(0.3)
-        sim_log = list(robot.stack.process('pybullet_sim').tail)
-        assert any('(free-running), lockstep' in line for line in sim_log), sim_log
+        sim = robot.stack.process('pybullet_sim')
+        assert wait_for(lambda: any('(free-running), lockstep' in line
+                                    for line in list(sim.tail)), 10), list(sim.tail)
         outcome = robot.move([target, robot.home], [3.0, 6.0])
         assert outcome.status_name == 'SUCCEEDED', outcome
         assert len(outcome.feedback) > 0

@@ -63,7 +63,8 @@ class Execution:
     target: Target
     link: TargetLink | None = None
     target_goal: object | None = None  # ClientGoalHandle
-    started: float = 0.0  # wall time the target accepted the goal
+    forwarded: float = 0.0  # wall time the goal was sent to the target (watchdogs start)
+    started: float = 0.0  # wall time the target accepted it (time zero of the prediction)
     timeout: float = math.inf
     divergence: DivergenceMonitor | None = None
     verdict: Verdict | None = None
@@ -101,14 +102,20 @@ class Bridge(Node):
             self, 'divergence_time_slack', 0.1,
             'Shadow mode: time misalignment (s) tolerated between measurement and prediction'))
         self.timeout_scale = float(declare(self, 'execution_timeout_scale', 1.1,
-                                           'Result deadline = scale x duration + margin'))
+                                           'Result deadline = scale x duration + margin', True))
         self.timeout_margin = float(declare(self, 'execution_timeout_margin', 0.5,
-                                            'Result deadline = scale x duration + margin (s)'))
+                                            'Result deadline = scale x duration + margin (s)',
+                                            True))
         stale_min = float(declare(self, 'joint_state_timeout_min', 0.2,
                                   'Hardware lost when joint states pause longer than '
-                                  'max(this, factor x 99th percentile of recent gaps) (s)'))
+                                  'max(this, factor x 99th percentile of recent gaps) (s)',
+                                  True))
         stale_factor = float(declare(self, 'joint_state_timeout_factor', 5.0,
-                                     'See joint_state_timeout_min'))
+                                     'See joint_state_timeout_min', True))
+        sim_stale_min = float(declare(
+            self, 'sim_joint_state_timeout_min', 1.0,
+            'Like joint_state_timeout_min, for the twin (a slow twin is not a lost robot) (s)',
+            True))
         self.prediction_timeout = float(declare(self, 'prediction_timeout', 10.0,
                                                 'Wall seconds to wait for the twin\'s verdict'))
         check_unknown_parameters(self)
@@ -124,7 +131,7 @@ class Bridge(Node):
             'sim': TargetLink('sim', sim_ctrl, ActionClient(
                 self, FollowJointTrajectory, f'{sim_ctrl}/follow_joint_trajectory',
                 callback_group=self._clients_group),
-                monitor=StalenessMonitor(stale_min, stale_factor)),
+                monitor=StalenessMonitor(sim_stale_min, stale_factor)),
             'hardware': TargetLink('hardware', hw_ctrl, ActionClient(
                 self, FollowJointTrajectory, f'{hw_ctrl}/follow_joint_trajectory',
                 callback_group=self._clients_group),
@@ -296,7 +303,8 @@ class Bridge(Node):
                                                reason='switch to sim before disarming')
                 self.switch.armed = bool(p.value)
                 self._publish_status('hardware armed' if p.value else 'hardware disarmed')
-            elif p.name in ('predict', 'start_tolerance', 'divergence_threshold'):
+            elif p.name in ('predict', 'start_tolerance', 'divergence_threshold',
+                            'divergence_time_slack', 'prediction_timeout'):
                 setattr(self, p.name, p.value)
         return SetParametersResult(successful=True)
 
@@ -334,10 +342,23 @@ class Bridge(Node):
                                           goal_time_tolerance=request.goal_time_tolerance)
         if link.joint_states is not None:
             query.start_state = link.joint_states  # the forked world starts where the target is
-        future = self._predict_client.call_async(query)
-        response = await future
+        answer: Future = Future()
+        call = self._predict_client.call_async(query)
+        call.add_done_callback(lambda done: answer.done() or answer.set_result(done.result()))
+
+        def give_up() -> None:
+            timer.cancel()
+            if not answer.done():
+                answer.set_result(None)
+        timer = self.create_timer(self.prediction_timeout, give_up, clock=self._wall,
+                                  callback_group=self._clients_group)
+        response = await answer
+        timer.cancel()
+        self.destroy_timer(timer)
         if response is None:
-            self.get_logger().error('Goal rejected: the twin gave no verdict')
+            self._predict_client.remove_pending_request(call)
+            self.get_logger().error(f'Goal rejected: the twin gave no verdict within '
+                                    f'{self.prediction_timeout:g} s')
             return None
         return response.verdict
 
@@ -369,7 +390,9 @@ class Bridge(Node):
         if reason is not None:
             self._finish(execution, 'aborted', int(ErrorCode.INVALID_GOAL), reason)
         else:
-            await self._forward(execution)
+            # Forward in its own task: a target that never answers must not keep the client's
+            # goal from ending when a watchdog gives up on it.
+            self.executor.create_task(self._forward, execution)
         status, code, text = await execution.done
         {'succeeded': handle.succeed, 'canceled': handle.canceled}.get(status, handle.abort)()
         return Result(error_code=code, error_string=text)
@@ -401,6 +424,14 @@ class Bridge(Node):
         goal = FollowJointTrajectory.Goal(
             trajectory=request.trajectory, path_tolerance=request.path_tolerance,
             goal_tolerance=request.goal_tolerance, goal_time_tolerance=request.goal_time_tolerance)
+        verdict = execution.verdict
+        duration = seconds(request.trajectory.points[-1].time_from_start)
+        if verdict is not None:  # the twin knows when the controller will report (settling)
+            duration = max(duration, verdict.duration)
+        # The deadline runs from sending, so a driver that never even answers is caught too.
+        execution.timeout = execution_timeout(duration, seconds(request.goal_time_tolerance),
+                                              self.timeout_scale, self.timeout_margin)
+        execution.forwarded = self._now()
         goal_handle = await link.action.send_goal_async(
             goal, feedback_callback=lambda fb: self._relay_feedback(execution, fb))
         if execution.done.done():  # preempted or aborted meanwhile
@@ -414,12 +445,6 @@ class Bridge(Node):
             return
         execution.target_goal = goal_handle
         execution.started = self._now()
-        verdict = execution.verdict
-        duration = seconds(request.trajectory.points[-1].time_from_start)
-        if verdict is not None:  # the twin knows when the controller will report (settling)
-            duration = max(duration, verdict.duration)
-        execution.timeout = execution_timeout(duration, seconds(request.goal_time_tolerance),
-                                              self.timeout_scale, self.timeout_margin)
         if execution.target is Target.SHADOW and verdict is not None \
                 and verdict.predicted_trajectory.points:
             pt = verdict.predicted_trajectory
@@ -460,7 +485,7 @@ class Bridge(Node):
     # --- watchdogs ------------------------------------------------------------------------------
     def _watch(self) -> None:
         execution = self._execution
-        if execution is None or execution.link is None or execution.started == 0.0:
+        if execution is None or execution.link is None or execution.forwarded == 0.0:
             return
         now = self._now()
         link = execution.link
@@ -468,7 +493,7 @@ class Bridge(Node):
             self._hardware_lost(execution, (
                 f'no joint states from the {link.name} target ({link.controller}) for '
                 f'{link.monitor.silence(now):.2f} s (deadline {link.monitor.deadline:.2f} s)'))
-        elif now - execution.started > execution.timeout:
+        elif now - execution.forwarded > execution.timeout:
             self._hardware_lost(execution, (
                 f'no result from {link.controller} within {execution.timeout:.2f} s '
                 f'({self.timeout_scale:g} x duration + {self.timeout_margin:g} s)'))
