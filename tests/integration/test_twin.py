@@ -180,3 +180,36 @@ def test_divergence_in_shadow_mode_stops_the_hardware(fresh):
     finally:
         twin.set_standin(command_latency=0.004)
         twin.switch('sim')
+
+
+def test_switch_by_parameter_follows_the_same_rules(fresh):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    twin = fresh
+    request = SetParameters.Request(parameters=[Parameter('target', value='hardware')
+                                                .to_parameter_msg()])
+    result = twin._call(twin._bridge_params, request).results[0]
+    assert not result.successful and 'not armed' in result.reason
+    assert twin.arm(True).success
+    result = twin._call(twin._bridge_params, request).results[0]
+    assert result.successful
+    assert wait_for(lambda: twin.statuses and twin.statuses[-1].active_target == 'hardware', 5)
+
+
+def test_topic_trajectories_are_predicted_too(fresh):
+    twin = fresh
+    assert twin.arm(True).success and twin.switch('hardware').success
+    pub = twin.node.create_publisher(JointTrajectory,
+                                     '/joint_trajectory_controller/joint_trajectory', 10)
+    try:
+        assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
+        before = twin.positions(twin.hw)
+        pub.publish(sweep_through_obstacle(twin))
+        count = twin.hw.received
+        assert wait_for(lambda: twin.hw.received > count + 100, 5)
+        assert np.abs(twin.positions(twin.hw) - before).max() < 2e-3, 'unsafe topic goal moved'
+        target = twin.pose(0.15)
+        pub.publish(make_trajectory(twin.joints, [target], [1.0]))
+        assert wait_for(lambda: np.abs(twin.positions(twin.hw) - target).max() < 0.02, 10)
+    finally:
+        twin.node.destroy_publisher(pub)
