@@ -117,10 +117,12 @@ class Demo:
     # --- the story -------------------------------------------------------------------------------
     def find_unsafe_goal(self, home: np.ndarray) -> tuple[list, list, object]:
         """Sweep single joints far from home until the twin predicts a collision."""
-        for amplitude in (1.57, -1.57, 1.2, -1.2):
+        lower = np.array([self.model.joint(j).limits.lower for j in self.joints])
+        upper = np.array([self.model.joint(j).limits.upper for j in self.joints])
+        for amplitude in (1.57, -1.57, 2.6, -2.6):
             for j in range(len(self.joints)):
                 target = home.copy()
-                target[j] += amplitude
+                target[j] = np.clip(target[j] + amplitude, lower[j], upper[j])
                 verdict = self.predict([target], [2.0])
                 if verdict.collisions:
                     return [target], [2.0], verdict

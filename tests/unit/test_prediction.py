@@ -168,10 +168,20 @@ def test_sweep_through_obstacle_is_a_collision(arm6):
     # Blocked by the pillar, the arm falls behind its reference: the controller aborts.
     assert v.outcome is not None and v.outcome.error_code == ErrorCode.PATH_TOLERANCE_VIOLATED
     assert any(r.startswith('the controller would abort:') for r in v.reasons)
-    # The first joint keeps pushing the arm against the pillar: its motor saturates.
+
+
+def test_pushing_against_the_pillar_saturates_the_motor(arm6):
+    """Without a path tolerance the controller keeps pushing: the first joint's motor stays
+    at its effort limit, which the verdict reports (a brief saturation would not count)."""
+    from reverse_digital_twin.core.tolerances import SegmentTolerances, StateTolerance
+    s, predictor = arm6
+    n = len(s.joints)
+    unchecked = SegmentTolerances((StateTolerance(),) * n, (StateTolerance(),) * n, 1.0)
+    v = predictor.predict(sweep_goal(s), s.home, tolerances=unchecked)
     pushing = [lv for lv in v.limit_violations if lv.kind == 'effort']
-    assert [lv.joint for lv in pushing] == [s.joints[0]], v.summary
-    assert pushing[0].limit == s.config.limits[s.joints[0]].effort
+    assert s.joints[0] in [lv.joint for lv in pushing], v.summary
+    first = next(lv for lv in pushing if lv.joint == s.joints[0])
+    assert first.limit == s.config.limits[s.joints[0]].effort
     assert any(r.startswith('effort limit:') and s.joints[0] in r for r in v.reasons)
 
 

@@ -37,9 +37,10 @@ POSITION_LIMIT_SLACK = 1e-3
 #: the whole cycle. (PyBullet's stiff position motors hit the limit for single steps, back and
 #: forth, on every new target; that is not pushing against anything.) ...
 EFFORT_SATURATION = 0.999
-#: ... for this many consecutive control cycles: the arm pushes against something or is too
-#: heavy for the motor.
-EFFORT_SATURATION_CYCLES = 3
+#: ... for this long (s): the arm pushes against something or is too heavy for the motor.
+#: Shorter saturation is normal: a trajectory's velocity step (linear segments) makes the stiff
+#: motors of light wrist joints push at their limit for a few cycles.
+EFFORT_SATURATION_TIME = 0.25
 #: PyBullet also reports contact points that are still apart (up to a few mm while a link
 #: approaches); only points at least this deep (m) are collisions.
 MIN_CONTACT_DEPTH = 0.0
@@ -379,7 +380,7 @@ class _Rollout:
             if self.saturated[i] == 0:
                 self.saturated_since[i], self.saturated_value[i] = t, effort[i]
             self.saturated[i] += 1
-            if self.saturated[i] >= EFFORT_SATURATION_CYCLES:
+            if self.saturated[i] * p.period >= EFFORT_SATURATION_TIME - 1e-9:
                 self._violation(i, 'effort', float(self.saturated_value[i]),
                                 p._limits[i].effort, float(self.saturated_since[i]))
 
@@ -428,7 +429,7 @@ class _Rollout:
         if v.kind == 'velocity':
             return (f'velocity limit: {v.joint} moves at {v.value:+.2f} {vel} at {v.time:.2f} s, '
                     f'over its limit {v.limit:.2f} {vel}')
-        span = EFFORT_SATURATION_CYCLES * self.p.period
+        span = EFFORT_SATURATION_TIME
         return (f'effort limit: {v.joint} saturates at {v.value:+.1f} {eff} (limit '
                 f'{v.limit:.1f} {eff}) from {v.time:.2f} s for >= {span * 1000:.0f} ms: it is '
                 'pushing against something or carrying too much')
