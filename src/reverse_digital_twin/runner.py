@@ -29,7 +29,8 @@ class NodeProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=30)
         self._echo = echo
         self.popen = subprocess.Popen(
-            [sys.executable, '-u', '-m', spec.module, *spec.ros_arguments()],
+            [sys.executable, '-u', '-m', 'reverse_digital_twin.nodes.run', spec.module,
+             *spec.ros_arguments()],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, text=True, bufsize=1, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True,

@@ -270,6 +270,8 @@ class SimNode(Node):
                 self.world.step(self.steps_per_cycle)
                 self._pace()
         except Exception as exc:  # noqa: BLE001 - report and stop instead of dying silently
+            if not self._running or not rclpy.ok(context=self.context):
+                return  # shutting down: publishers are gone, nothing to report
             self.get_logger().fatal(f'physics loop stopped: {type(exc).__name__}: {exc}')
             raise
 
