@@ -28,7 +28,8 @@ setup(
     zip_safe=True,
     maintainer='reverse_digital_twin maintainers',
     maintainer_email='maintainers@reverse-digital-twin.org',
-    description='PyBullet twin that leads a ROS 2 arm through a joint_trajectory_controller interface',
+    description='PyBullet twin that leads a ROS 2 arm through a joint_trajectory_controller '
+                'interface',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [

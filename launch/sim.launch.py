@@ -35,5 +35,6 @@ def generate_launch_description() -> LaunchDescription:
           for name, default, text in ARGUMENTS),
         OpaqueFunction(function=_graph),
         Node(package='rviz2', executable='rviz2', arguments=['-d', rviz_config],
-             parameters=[{'use_sim_time': True}], condition=IfCondition(LaunchConfiguration('rviz'))),
+             parameters=[{'use_sim_time': True}],
+             condition=IfCondition(LaunchConfiguration('rviz'))),
     ])

@@ -228,7 +228,8 @@ def twin_timings(robot: str) -> dict:
             pending.responded.wait(30)
             out['accept_via_bridge_ms'] = (time.perf_counter() - t0) * 1e3
             client.wait_result(pending, 30)
-            direct = TrajectoryClient(node, '/sim/joint_trajectory_controller', '/sim/joint_states')
+            direct = TrajectoryClient(node, '/sim/joint_trajectory_controller',
+                                      '/sim/joint_states')
             direct.wait_ready(10)
             t0 = time.perf_counter()
             pending = direct.send_async(goal)
@@ -330,7 +331,8 @@ def run(robot: str, output: Path) -> dict:
         ('lockstep control cycle', f'{results["lockstep_cycle_ms"]:.3f} ms',
          f'{results["lockstep_cycle_ms"] / results["rclpy_round_trip_p50_ms"]:.2f} x raw p50'),
         ('predict a 10 s trajectory (forked world + control law)',
-         f'{results["predict_10s_ms"]:.0f} ms ({10000 / results["predict_10s_ms"]:.0f} x real time)',
+         f'{results["predict_10s_ms"]:.0f} ms '
+         f'({10000 / results["predict_10s_ms"]:.0f} x real time)',
          f'{results["predict_10s_ms"] / results["bare_steps_10s_ms"]:.2f} x bare stepping '
          f'({results["bare_steps_10s_ms"]:.0f} ms)'),
         ('bridge relay hop, /sim/joint_states -> /joint_states (p50 / p99)',

@@ -43,7 +43,8 @@ def run_demo(robot: str, specs: list[NodeSpec], output: str) -> int:
     ns = next(s for s in specs if s.name == CONTROLLER_NODE).namespace.strip('/')
     step = _Steps()
     with open(log_path, 'w') as log, Stack(specs, echo=log) as stack:
-        step(f'started {len(specs)} nodes as processes ({", ".join(s.fully_qualified_name for s in specs)}); '
+        names = ', '.join(s.fully_qualified_name for s in specs)
+        step(f'started {len(specs)} nodes as processes ({names}); '
              f'their output goes to {log_path}')
         rclpy.init()
         background = BackgroundNode('rdt_demo_client')
@@ -64,11 +65,12 @@ def run_demo(robot: str, specs: list[NodeSpec], output: str) -> int:
             step(f'{controller}/follow_joint_trajectory is up and /joint_states arrive '
                  f'({time.monotonic() - t0:.1f} s)')
             for t, w in zip(times, waypoints):
-                step(f'  waypoint at {t:.1f} s: ' + ', '.join(f'{j}={v:+.3f}'
-                                                          for j, v in zip(joints, w)))
+                values = ', '.join(f'{j}={v:+.3f}' for j, v in zip(joints, w))
+                step(f'  waypoint at {t:.1f} s: {values}')
             client.record = True
             started = time.monotonic()
-            outcome = client.send(make_trajectory(joints, waypoints, times), timeout=times[-1] + 10)
+            outcome = client.send(make_trajectory(joints, waypoints, times),
+                                  timeout=times[-1] + 10)
             client.record = False
             step(f'result after {time.monotonic() - started:.2f} s: {outcome.status_name}, '
                  f'error_code {outcome.error_code} ({outcome.error_name}) '

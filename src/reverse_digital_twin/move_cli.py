@@ -202,9 +202,9 @@ def _run(name: str, fields: dict, timeout: float) -> int:
         done = True
         response = result_future.result()
         result = response.result
-        status = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABORTED: 'ABORTED',
-                  GoalStatus.STATUS_CANCELED: 'CANCELED'}.get(response.status,
-                                                               str(response.status))
+        names = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABORTED: 'ABORTED',
+                 GoalStatus.STATUS_CANCELED: 'CANCELED'}
+        status = names.get(response.status, str(response.status))
         code = ERROR_NAMES.get(result.error_code, str(result.error_code))
         ok = response.status == GoalStatus.STATUS_SUCCEEDED and result.error_code == 0
         text = f': {result.error_string}' if result.error_string else ''

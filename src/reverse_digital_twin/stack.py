@@ -182,7 +182,8 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
     elif hardware:
         if not hardware.startswith('/'):
             raise ConfigError(f'hardware {hardware!r}: use "standin" or the fully qualified name '
-                              'of the driver\'s controller, e.g. /scaled_joint_trajectory_controller')
+                              'of the driver\'s controller, e.g. '
+                              '/scaled_joint_trajectory_controller')
         hw_controller = hardware.rstrip('/')
         ns = hw_controller.rsplit('/', 1)[0]
         hw_joint_states = hardware_joint_states or f'{ns}/joint_states'

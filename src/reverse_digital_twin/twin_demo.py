@@ -194,7 +194,8 @@ class Demo:
         if self.divergences:
             d = self.divergences[-1]
             self.note(f'   divergence report: joint {d.joint}, {d.error:+.3f} rad against a '
-                      f'threshold of {d.threshold:.3f} rad, {d.time_into_goal:.2f} s into the goal')
+                      f'threshold of {d.threshold:.3f} rad, {d.time_into_goal:.2f} s into the '
+                      'goal')
         ok &= outcome.status_name == 'ABORTED' and bool(self.divergences)
         self._set_standin('perturbation.payload_mass', 0.5)
         self.switch('sim')
@@ -261,7 +262,8 @@ class Demo:
             t0 = rec.predicted_times[0]
             tp = np.array(rec.predicted_times) - t0
             predicted = np.array(rec.predicted)
-            measured = np.array([np.interp(tp, np.array(rec.times) - t0, np.array(rec.measured)[:, j])
+            tm, values = np.array(rec.times) - t0, np.array(rec.measured)
+            measured = np.array([np.interp(tp, tm, values[:, j])
                                  for j in range(n)]).T
             ax.plot(tp, np.abs(measured - predicted).max(axis=1) * 1000, label=title)
         if report is not None:

@@ -146,11 +146,13 @@ class Twin:
         self.client = TrajectoryClient(node, '/joint_trajectory_controller', '/joint_states')
         self.hw = TrajectoryClient(node, '/hw/joint_trajectory_controller', '/hw/joint_states')
         self.sim = TrajectoryClient(node, '/sim/joint_trajectory_controller', '/sim/joint_states')
-        self._switch = node.create_client(SwitchTarget, '/joint_trajectory_controller/switch_target')
+        self._switch = node.create_client(SwitchTarget,
+                                          '/joint_trajectory_controller/switch_target')
         self._arm = node.create_client(SetBool, '/joint_trajectory_controller/arm_hardware')
         self._predict = node.create_client(PredictTrajectory,
                                            '/sim/pybullet_sim/predict_trajectory')
-        self._standin_params = node.create_client(SetParameters, '/hw/standin_robot/set_parameters')
+        self._standin_params = node.create_client(SetParameters,
+                                                  '/hw/standin_robot/set_parameters')
         self._bridge_params = node.create_client(SetParameters,
                                                  '/joint_trajectory_controller/set_parameters')
         self.divergences: list = []

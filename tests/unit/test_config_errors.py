@@ -302,4 +302,3 @@ def test_resolve_own_package_url(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as exc:
         paths.resolve(f'package://{paths.PACKAGE}/config/b.yaml')
     assert str(share / 'config' / 'b.yaml') in str(exc.value)
-

@@ -477,4 +477,3 @@ def test_close_is_idempotent(arm6):
     with PhysicsWorld(arm6.model, arm6.urdf, arm6.scene) as scoped:
         assert scoped.client is not None
     assert scoped.client is None
-

@@ -133,7 +133,7 @@ class World:
         return np.array([s[0] for s in self.client.getJointStates(self.arm, self.arm_joints)])
 
     def min_distance(self, body: int, links=None, max_distance: float = 1.0) -> float:
-        """Smallest signed distance between arm collision shapes and `body` (negative = penetration)."""
+        """Smallest signed distance between arm collision shapes and `body` (< 0: penetration)."""
         c = self.client
         if links is None:
             points = c.getClosestPoints(self.arm, body, max_distance)
@@ -234,7 +234,8 @@ def test_arm_joints_and_limits():
         lower, upper = float(limit.get("lower")), float(limit.get("upper"))
         velocity, effort = float(limit.get("velocity")), float(limit.get("effort"))
         assert math.isfinite(lower) and math.isfinite(upper) and lower < upper, name
-        assert lower <= -math.pi + 1e-3 and upper >= math.pi - 1e-3, f"{name}: less than +-pi of travel"
+        assert lower <= -math.pi + 1e-3 and upper >= math.pi - 1e-3, \
+            f"{name}: less than +-pi of travel"
         assert velocity > 0 and math.isfinite(velocity), name
         assert effort > 0 and math.isfinite(effort), name
         assert effort == pytest.approx(effort_expected), name
@@ -360,7 +361,8 @@ def test_adjacent_links_never_touch(world):
     for q in configs:
         world.set_q(q)
         for child, parent in world.parent_of.items():
-            pts = c.getClosestPoints(world.arm, world.arm, 0.05, linkIndexA=parent, linkIndexB=child)
+            pts = c.getClosestPoints(world.arm, world.arm, 0.05, linkIndexA=parent,
+                                     linkIndexB=child)
             d = min((pt[8] for pt in pts), default=math.inf)
             assert d > 0.0, f"links {parent} and {child} touch at q={np.round(q, 3)}: {d:.4f} m"
 

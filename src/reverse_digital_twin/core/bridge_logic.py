@@ -136,7 +136,8 @@ class DivergenceEvent:
     predicted: np.ndarray
 
     def describe(self) -> str:
-        return (f'joint {self.joint} diverged from the twin\'s prediction by {self.error:+.4f} rad '
+        return (f'joint {self.joint} diverged from the twin\'s prediction by '
+                f'{self.error:+.4f} rad '
                 f'(threshold {self.threshold:.4f}) at {self.time:.2f} s into the goal')
 
 

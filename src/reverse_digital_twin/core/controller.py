@@ -144,7 +144,8 @@ class TrajectoryController:
         self.rules = ValidationRules(
             joints=tuple(config.joints), limits=dict(config.limits),
             allow_partial_joints_goal=config.allow_partial_joints_goal,
-            allow_nonzero_velocity_at_trajectory_end=config.allow_nonzero_velocity_at_trajectory_end,
+            allow_nonzero_velocity_at_trajectory_end=(
+                config.allow_nonzero_velocity_at_trajectory_end),
             has_effort_command_interface='effort' in config.command_interfaces,
             enforce_position_limits=config.enforce_position_limits)
         n = len(config.joints)
@@ -267,6 +268,7 @@ class TrajectoryController:
             'acceleration' in commands else None
         # Path tolerance: before the last point, and on the very first sample even if that is
         # already past the end (a single point at time 0), as upstream.
+        start = traj.start_time if traj.start_time is not None else now
         if not past_end or first_sample:
             violation = check_tolerances(joints, self._tolerances.state, error.positions,
                                          vel_err, acc_err)
@@ -274,10 +276,11 @@ class TrajectoryController:
                 self._monitoring = False
                 return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED,
                                f'Aborted due to path tolerance violation: {violation.describe()} '
-                               f'at {now - (traj.start_time if traj.start_time is not None else now):.3f} s into the trajectory')
+                               f'at {now - start:.3f} s into the trajectory')
         if not past_end:
             return None
-        violation = check_tolerances(joints, self._tolerances.goal, error.positions, vel_err, acc_err)
+        violation = check_tolerances(joints, self._tolerances.goal, error.positions, vel_err,
+                                     acc_err)
         if violation is None:
             self._monitoring = False
             return Outcome(ErrorCode.SUCCESSFUL, SUCCESS_MESSAGE)
@@ -286,15 +289,16 @@ class TrajectoryController:
             self._monitoring = False
             return Outcome(ErrorCode.GOAL_TOLERANCE_VIOLATED,
                            f'Aborted due to goal_time_tolerance exceeding by '
-                           f'{late - self._tolerances.goal_time:.3f} seconds: {violation.describe()}')
+                           f'{late - self._tolerances.goal_time:.3f} seconds: '
+                           f'{violation.describe()}')
         return None
 
     def _command(self, ahead: JointSample, reference: JointSample, error: JointSample,
                  period: float) -> Command:
         interfaces = self.config.command_interfaces
         if 'position' in interfaces:
-            return Command(positions=ahead.positions.copy(),
-                           velocities=ahead.velocities.copy() if 'velocity' in interfaces else None)
+            velocities = ahead.velocities.copy() if 'velocity' in interfaces else None
+            return Command(positions=ahead.positions.copy(), velocities=velocities)
         # Velocity- or effort-only: feed-forward velocity plus a PID on the position error.
         out = np.zeros(len(self.config.joints))
         for i, g in enumerate(self._gains):
@@ -305,4 +309,3 @@ class TrajectoryController:
         if 'velocity' in interfaces:
             return Command(velocities=out)
         return Command(efforts=out)
-

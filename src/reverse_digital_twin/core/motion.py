@@ -161,7 +161,8 @@ def _angle_between(a: np.ndarray, b: np.ndarray) -> float:
 def _unit_quaternion(orientation: Sequence[float]) -> np.ndarray:
     q = np.asarray(orientation, dtype=float).reshape(-1)
     if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise ValueError(f'orientation must be a finite quaternion (x, y, z, w), got {orientation}')
+        raise ValueError('orientation must be a finite quaternion (x, y, z, w), got '
+                         f'{orientation}')
     norm = float(np.linalg.norm(q))
     if norm < 1e-6:
         raise ValueError('orientation quaternion is zero; give None for position only')
@@ -287,6 +288,7 @@ def solve_ik(world: PhysicsWorld, tip_link: str, position: Sequence[float],
             rest.append(current[j])
         lower_solved = [lower[dofs.index(j)] for j in joints]
         upper_solved = [upper[dofs.index(j)] for j in joints]
+
         def reset(q: np.ndarray) -> None:
             for j, value in zip(joints, q):
                 c.resetJointState(body, world.joint_index[j], float(value), 0.0)

@@ -183,7 +183,8 @@ class PhysicsWorld:
             if positions is not None:
                 self._torque_mode.pop(name, None)
                 target = float(np.clip(positions[k], lim.lower, lim.upper))
-                vel = 0.0 if velocities is None else float(np.clip(velocities[k], -max_vel, max_vel))
+                vel = 0.0 if velocities is None else float(np.clip(velocities[k], -max_vel,
+                                                                   max_vel))
                 c.setJointMotorControl2(body, index, pybullet.POSITION_CONTROL,
                                         targetPosition=target, targetVelocity=vel, force=force,
                                         maxVelocity=max_vel,

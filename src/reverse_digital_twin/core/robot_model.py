@@ -132,7 +132,8 @@ def parse_urdf(xml: str, source: str = '<string>') -> RobotModel:
                 try:
                     return float(value) if value is not None else default
                 except ValueError:
-                    raise ConfigError(f'{where}: <limit {key}={value!r}> is not a number') from None
+                    raise ConfigError(f'{where}: <limit {key}={value!r}> is not a number') \
+                        from None
             limits = JointLimits(
                 lower=num('lower', 0.0 if jtype in ('revolute', 'prismatic') else -math.inf),
                 upper=num('upper', 0.0 if jtype in ('revolute', 'prismatic') else math.inf),
@@ -194,7 +195,8 @@ def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate vector v by the unit quaternion q (x, y, z, w)."""
     u, w = np.asarray(q[:3]), q[3]
-    return 2.0 * np.dot(u, v) * u + (w * w - np.dot(u, u)) * np.asarray(v) + 2.0 * w * np.cross(u, v)
+    v = np.asarray(v)
+    return 2.0 * np.dot(u, v) * u + (w * w - np.dot(u, u)) * v + 2.0 * w * np.cross(u, v)
 
 
 def joint_transform(joint: Joint, position: float) -> tuple[np.ndarray, np.ndarray]:

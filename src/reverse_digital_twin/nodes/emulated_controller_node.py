@@ -70,7 +70,8 @@ class EmulatedController(Node):
         self.update_rate = float(declared['update_rate'])
         self.frame_id = declared['frame_id']
         self._parameters = declared
-        controller_config(declared, None, self.get_fully_qualified_name())  # fail early on bad values
+        # fail at start on bad values, not at the first goal
+        controller_config(declared, None, self.get_fully_qualified_name())
         self.core: TrajectoryController | None = None
         self._inactive_reason = 'waiting for robot_description'
         self._state_index: list[int] | None = None
@@ -234,7 +235,7 @@ class EmulatedController(Node):
 
     # --- topic interface ----------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        """~/joint_trajectory: replaces the trajectory; an active goal stays and is judged on it."""
+        """~/joint_trajectory: replaces the trajectory; an active goal is judged on it."""
         if not self.active:
             self.get_logger().error(f'Trajectory ignored: controller is not running '
                                     f'({self._inactive_reason})')
@@ -279,7 +280,8 @@ class EmulatedController(Node):
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
         if self._active is not None and self._active.handle.goal_id.uuid.tobytes() == \
                 handle.goal_id.uuid.tobytes():
-            self.get_logger().info('Canceling active action goal because cancel callback received.')
+            self.get_logger().info(
+                'Canceling active action goal because cancel callback received.')
             self.core.hold()
         return CancelResponse.ACCEPT
 

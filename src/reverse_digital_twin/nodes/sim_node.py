@@ -94,7 +94,8 @@ class SimNode(Node):
             gravity_compensation=bool(declare(
                 self, 'gravity_compensation', False,
                 'Add gravity torques to effort commands (like a torque-controlled arm)', True)))
-        for name, value in (('physics_rate', self.physics_rate), ('update_rate', self.update_rate)):
+        for name, value in (('physics_rate', self.physics_rate),
+                            ('update_rate', self.update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'parameter {name} must be a positive number of Hz, got {value}')
         if self.update_rate > self.physics_rate:
