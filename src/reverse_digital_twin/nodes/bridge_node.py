@@ -171,6 +171,7 @@ class Bridge(Node):
             clock_type=ClockType.STEADY_TIME))
         self.create_service(SwitchTarget, '~/switch_target', self._on_switch)
         self.create_service(SetBool, '~/arm_hardware', self._on_arm)
+        self._syncing = False  # True while the node mirrors a service call into its parameters
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(0.01, self._watch, clock=self._wall)
         self._publish_status('started')
@@ -285,7 +286,7 @@ class Bridge(Node):
             self._syncing = False
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        if getattr(self, '_syncing', False):
+        if self._syncing:
             return SetParametersResult(successful=True)
         for p in params:
             if p.name == 'target':
