@@ -213,3 +213,23 @@ def test_topic_trajectories_are_predicted_too(fresh):
         assert wait_for(lambda: np.abs(twin.positions(twin.hw) - target).max() < 0.02, 10)
     finally:
         twin.node.destroy_publisher(pub)
+
+
+def test_rdt_switch_and_arm_commands(fresh):
+    import subprocess
+    import sys
+    twin = fresh
+
+    def rdt(*args):
+        return subprocess.run([sys.executable, '-m', 'reverse_digital_twin.cli', *args],
+                              capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    refused = rdt('switch', 'hardware')
+    assert refused.returncode == 1 and 'not armed' in refused.stdout
+    assert rdt('arm').returncode == 0
+    switched = rdt('switch', 'shadow')
+    assert switched.returncode == 0 and 'active target: shadow' in switched.stdout
+    assert wait_for(lambda: twin.statuses and twin.statuses[-1].active_target == 'shadow', 5)
+    assert rdt('switch', 'sim').returncode == 0
+    assert rdt('disarm').returncode == 0
+    assert wait_for(lambda: not twin.statuses[-1].hardware_armed, 5)
