@@ -8,6 +8,8 @@ READY := $(VENV)/.rdt-ready
 BOOTSTRAP_INPUTS := tools/bootstrap.sh $(wildcard tools/requirements*.txt) setup.py setup.cfg package.xml \
 	$(shell find interfaces -type f 2>/dev/null)
 PYTEST_ARGS ?=
+# Every command runs with the venv's environment (tools/env.sh), with or without a ROS distro.
+RUN := RDT_VENV=$(abspath $(VENV)) . tools/env.sh &&
 
 .PHONY: setup test unit demo bench up clean help
 
@@ -25,19 +27,19 @@ $(READY): $(BOOTSTRAP_INPUTS)
 setup: $(READY)
 
 test: $(READY)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(RUN) python -m pytest tests $(PYTEST_ARGS)
 
 unit: $(READY)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(RUN) python -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: $(READY)
-	$(VENV)/bin/rdt demo
+	$(RUN) rdt demo
 
 bench: $(READY)
-	$(PY) -m reverse_digital_twin.benchmarks
+	$(RUN) python -m reverse_digital_twin.benchmarks
 
 up: $(READY)
-	$(VENV)/bin/rdt up
+	$(RUN) rdt up
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache artifacts
