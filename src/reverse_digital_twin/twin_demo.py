@@ -235,10 +235,12 @@ class Demo:
         for col, (rec, title) in enumerate(runs):
             if not rec.times or not rec.predicted_times:
                 continue
-            t0 = rec.predicted_times[0]
+            t0 = rec.predicted_times[0]  # the hardware accepted the goal: time zero
             tm = np.array(rec.times) - t0
             tp = np.array(rec.predicted_times) - t0
             measured, predicted = np.array(rec.measured), np.array(rec.predicted)
+            keep = tm >= -0.05  # states from before the goal reached the hardware say nothing
+            tm, measured = tm[keep], measured[keep]
             for j in range(n):
                 ax = axes[j, col]
                 ax.plot(tp, predicted[:, j], '--', label='predicted by the twin')
