@@ -233,3 +233,18 @@ def test_rdt_switch_and_arm_commands(fresh):
     assert rdt('switch', 'sim').returncode == 0
     assert rdt('disarm').returncode == 0
     assert wait_for(lambda: not twin.statuses[-1].hardware_armed, 5)
+
+
+def test_a_new_goal_preempts_the_running_one_through_the_bridge(fresh):
+    twin = fresh
+    first = twin.client.send_async(make_trajectory(twin.joints, [twin.pose(0.4)], [3.0]))
+    assert first.responded.wait(10) and first.outcome.accepted
+    start = twin.positions(twin.sim)
+    assert wait_for(lambda: np.abs(twin.positions(twin.sim) - start).max() > 0.03, 10)
+    target = twin.pose(0.1)
+    second = twin.client.send_async(make_trajectory(twin.joints, [target], [1.5]))
+    old = twin.client.wait_result(first, 15)
+    assert old.status_name == 'ABORTED' and 'preempted' in old.error_string
+    new = twin.client.wait_result(second, 15)
+    assert new.status_name == 'SUCCEEDED', new
+    assert np.abs(twin.positions(twin.sim) - target).max() < 0.02
