@@ -3,15 +3,13 @@
 The PyBullet twin and the emulated joint_trajectory_controller: from outside, a robot driver.
 The nodes come from the same graph description (reverse_digital_twin.stack) as `rdt up`.
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
 
-from reverse_digital_twin.launch_support import launch_nodes
+from launch import LaunchDescription
+from launch.substitutions import LaunchConfiguration
+
+from reverse_digital_twin.launch_support import graph_launch_description, launch_nodes
 from reverse_digital_twin.stack import SIM_NODE, sim_graph
+
 
 ARGUMENTS = (
     ('robot', 'rdt_arm6', 'Robot configuration under config/ (rdt_arm6, panda) or a YAML path'),
@@ -28,13 +26,4 @@ def _graph(context):
 
 
 def generate_launch_description() -> LaunchDescription:
-    rviz_config = PathJoinSubstitution([FindPackageShare('reverse_digital_twin'), 'config',
-                                        'rdt.rviz'])
-    return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default, description=text)
-          for name, default, text in ARGUMENTS),
-        OpaqueFunction(function=_graph),
-        Node(package='rviz2', executable='rviz2', arguments=['-d', rviz_config],
-             parameters=[{'use_sim_time': True}],
-             condition=IfCondition(LaunchConfiguration('rviz'))),
-    ])
+    return graph_launch_description(ARGUMENTS, _graph, rviz_parameters=[{'use_sim_time': True}])

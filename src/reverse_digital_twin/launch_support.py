@@ -25,3 +25,25 @@ def launch_nodes(specs: Sequence[NodeSpec]) -> list:
             parameters=list(spec.parameter_files), ros_arguments=spec.override_arguments(),
             remappings=list(spec.remappings), output='screen', emulate_tty=True))
     return actions
+
+
+def graph_launch_description(arguments, graph, rviz_remappings=(), rviz_parameters=()):
+    """The LaunchDescription both launch files share: their arguments (name, default,
+    description), the graph built by ``graph(context)`` once they are known, and rviz2 with
+    the shipped configuration behind ``rviz:=true``."""
+    from launch import LaunchDescription  # noqa: PLC0415
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction  # noqa: PLC0415
+    from launch.conditions import IfCondition  # noqa: PLC0415
+    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution  # noqa: PLC0415
+    from launch_ros.actions import Node  # noqa: PLC0415
+    from launch_ros.substitutions import FindPackageShare  # noqa: PLC0415
+
+    rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'rdt.rviz'])
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=text)
+          for name, default, text in arguments),
+        OpaqueFunction(function=graph),
+        Node(package='rviz2', executable='rviz2', arguments=['-d', rviz_config],
+             parameters=list(rviz_parameters), remappings=list(rviz_remappings),
+             condition=IfCondition(LaunchConfiguration('rviz'))),
+    ])

@@ -46,6 +46,19 @@ class Recording:
     predicted: list[list[float]] = field(default_factory=list)
     on: bool = False
 
+    @property
+    def complete(self) -> bool:
+        return bool(self.times) and bool(self.predicted_times)
+
+    def aligned(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(measured times, measured, predicted times, predicted), time zero when the hardware
+        accepted the goal (the first prediction sample); earlier states say nothing."""
+        t0 = self.predicted_times[0]
+        tm = np.array(self.times) - t0
+        keep = tm >= -0.05
+        return (tm[keep], np.array(self.measured)[keep], np.array(self.predicted_times) - t0,
+                np.array(self.predicted))
+
 
 class Demo:
     def __init__(self, robot: str, output: Path) -> None:
@@ -233,14 +246,9 @@ class Demo:
         n = len(self.joints)
         fig, axes = plt.subplots(n, 2, figsize=(11, 1.5 * n + 1), sharex='col')
         for col, (rec, title) in enumerate(runs):
-            if not rec.times or not rec.predicted_times:
+            if not rec.complete:
                 continue
-            t0 = rec.predicted_times[0]  # the hardware accepted the goal: time zero
-            tm = np.array(rec.times) - t0
-            tp = np.array(rec.predicted_times) - t0
-            measured, predicted = np.array(rec.measured), np.array(rec.predicted)
-            keep = tm >= -0.05  # states from before the goal reached the hardware say nothing
-            tm, measured = tm[keep], measured[keep]
+            tm, measured, tp, predicted = rec.aligned()
             for j in range(n):
                 ax = axes[j, col]
                 ax.plot(tp, predicted[:, j], '--', label='predicted by the twin')
@@ -251,22 +259,14 @@ class Demo:
             axes[-1, col].set_xlabel('time into the goal [s]')
         axes[0, 0].legend(fontsize=7)
         fig.suptitle('Shadow mode: the twin\'s prediction against the stand-in hardware')
-        fig.tight_layout()
-        path = self.output / 'twin_predicted_vs_measured.png'
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(self._save(plt, fig, 'twin_predicted_vs_measured.png'))
 
         fig, ax = plt.subplots(figsize=(8, 3.5))
         for rec, title in runs:
-            if not rec.predicted:
+            if not rec.complete:
                 continue
-            t0 = rec.predicted_times[0]
-            tp = np.array(rec.predicted_times) - t0
-            predicted = np.array(rec.predicted)
-            tm, values = np.array(rec.times) - t0, np.array(rec.measured)
-            measured = np.array([np.interp(tp, tm, values[:, j])
-                                 for j in range(n)]).T
+            tm, values, tp, predicted = rec.aligned()
+            measured = np.array([np.interp(tp, tm, values[:, j]) for j in range(n)]).T
             ax.plot(tp, np.abs(measured - predicted).max(axis=1) * 1000, label=title)
         if report is not None:
             ax.axhline(report.threshold * 1000, color='red', linestyle=':', label='threshold')
@@ -277,12 +277,15 @@ class Demo:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title('Divergence between reality and the twin')
+        paths.append(self._save(plt, fig, 'twin_divergence.png'))
+        return paths
+
+    def _save(self, plt, fig, name: str) -> Path:
         fig.tight_layout()
-        path = self.output / 'twin_divergence.png'
+        path = self.output / name
         fig.savefig(path, dpi=80)
         plt.close(fig)
-        paths.append(path)
-        return paths
+        return path
 
 
 def run_twin_demo(robot: str, output: str, overrides: dict | None = None) -> int:
