@@ -129,10 +129,88 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
 
 
 STANDIN_NODE = 'standin_robot'
+PLANNER_NODE = 'planner'
 BRIDGE_EXECUTABLE = 'bridge'
 TWIN_NAMESPACE = 'sim'
 STANDIN_JOINT_STATE_TIMEOUT = 0.5  # s
 HARDWARE_NAMESPACE = 'hw'
+
+
+@dataclass(frozen=True)
+class TwinNames:
+    """Fully qualified names of the twin graph, as clients see them.
+
+    The commander, the CLI, the demo, the benchmarks and the tests take every name from here
+    (and :func:`twin_graph` wires the nodes with the same values), so a name lives in one place.
+    """
+
+    client_controller: str = CONTROLLER_NODE  # the bridge's node name = what clients use
+    twin_namespace: str = TWIN_NAMESPACE
+    hardware_namespace: str = HARDWARE_NAMESPACE
+
+    @property
+    def bridge(self) -> str:
+        return f'/{self.client_controller.strip("/")}'
+
+    @property
+    def joint_states(self) -> str:
+        return '/joint_states'
+
+    @property
+    def switch_target(self) -> str:
+        return f'{self.bridge}/switch_target'
+
+    @property
+    def arm_hardware(self) -> str:
+        return f'{self.bridge}/arm_hardware'
+
+    @property
+    def status(self) -> str:
+        return f'{self.bridge}/status'
+
+    @property
+    def divergence(self) -> str:
+        return f'{self.bridge}/divergence'
+
+    @property
+    def predicted_joint_states(self) -> str:
+        return f'{self.bridge}/predicted_joint_states'
+
+    @property
+    def sim_node(self) -> str:
+        return f'/{self.twin_namespace}/{SIM_NODE}'
+
+    @property
+    def sim_controller(self) -> str:
+        return f'/{self.twin_namespace}/{CONTROLLER_NODE}'
+
+    @property
+    def sim_joint_states(self) -> str:
+        return f'/{self.twin_namespace}/joint_states'
+
+    @property
+    def planner(self) -> str:
+        return f'/{self.twin_namespace}/{PLANNER_NODE}'
+
+    @property
+    def predict_trajectory(self) -> str:
+        return f'{self.planner}/predict_trajectory'
+
+    @property
+    def move_to(self) -> str:
+        return f'{self.planner}/move_to'
+
+    @property
+    def hardware_controller(self) -> str:
+        return f'/{self.hardware_namespace}/{CONTROLLER_NODE}'
+
+    @property
+    def hardware_joint_states(self) -> str:
+        return f'/{self.hardware_namespace}/joint_states'
+
+    @property
+    def standin(self) -> str:
+        return f'/{self.hardware_namespace}/{STANDIN_NODE}'
 
 
 def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
