@@ -203,3 +203,15 @@ class BackgroundNode:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_COMMANDER = ('MoveOutcome', 'TwinCommander', 'TwinError')
+
+
+def __getattr__(name: str):
+    """TwinCommander (switch, arm, predict, move, perturb) lives in commander.py beside this
+    driver client; importing it from here works without a circular import."""
+    if name in _COMMANDER:
+        from reverse_digital_twin import commander  # noqa: PLC0415
+        return getattr(commander, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
