@@ -12,8 +12,8 @@ from rclpy.node import Node
 
 from reverse_digital_twin.client import BackgroundNode, TrajectoryClient, make_trajectory
 from reverse_digital_twin.client import wait_for
+from reverse_digital_twin.commander import TwinCommander, TwinError
 from reverse_digital_twin.core.robot_model import RobotModel
-from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.runner import Stack
 from reverse_digital_twin.stack import CONTROLLER_NODE, load_robot, sim_graph
 
@@ -128,96 +128,67 @@ def at_home(robot: Robot) -> Robot:
 # --- the reverse twin: bridge + twin (/sim) + stand-in hardware (/hw) ---------------------------
 
 class Twin:
-    """A running twin graph with a client at the bridge and views of both targets."""
+    """A running twin graph with a client at the bridge and views of both targets.
+
+    Every operation goes through :class:`TwinCommander`; this adds the processes and helpers.
+    """
 
     def __init__(self, node: Node, robot: str, tmp_path: Path,
                  overrides: dict | None = None) -> None:
-        from rcl_interfaces.srv import SetParameters  # noqa: PLC0415
-        from rdt_interfaces.msg import BridgeStatus, Divergence  # noqa: PLC0415
-        from rdt_interfaces.srv import PredictTrajectory, SwitchTarget  # noqa: PLC0415
-        from std_srvs.srv import SetBool  # noqa: PLC0415
-
-        from reverse_digital_twin.stack import twin_graph  # noqa: PLC0415
+        from reverse_digital_twin.stack import TwinNames, twin_graph  # noqa: PLC0415
         self.node = node
         self.name = robot
+        self.names = TwinNames()
         self.specs = twin_graph(robot, hardware='standin', overrides=overrides)
         self.log = open(tmp_path / f'{robot}_twin.log', 'w')  # noqa: SIM115
         self.stack = Stack(self.specs, echo=self.log).start()
-        self.client = TrajectoryClient(node, '/joint_trajectory_controller', '/joint_states')
-        self.hw = TrajectoryClient(node, '/hw/joint_trajectory_controller', '/hw/joint_states')
-        self.sim = TrajectoryClient(node, '/sim/joint_trajectory_controller', '/sim/joint_states')
-        self._switch = node.create_client(SwitchTarget,
-                                          '/joint_trajectory_controller/switch_target')
-        self._arm = node.create_client(SetBool, '/joint_trajectory_controller/arm_hardware')
-        self._predict = node.create_client(PredictTrajectory,
-                                           '/sim/pybullet_sim/predict_trajectory')
-        self._standin_params = node.create_client(SetParameters,
-                                                  '/hw/standin_robot/set_parameters')
-        self._bridge_params = node.create_client(SetParameters,
-                                                 '/joint_trajectory_controller/set_parameters')
-        self.divergences: list = []
-        self.statuses: list = []
-        self._subs = [
-            node.create_subscription(Divergence, '/joint_trajectory_controller/divergence',
-                                     self.divergences.append, 10),
-            node.create_subscription(BridgeStatus, '/joint_trajectory_controller/status',
-                                     self.statuses.append, LATCHED_QOS)]
+        self.commander = TwinCommander(node, self.names)
+        self.client, self.hw, self.sim = (self.commander.client, self.commander.hardware,
+                                          self.commander.sim)
+        self.divergences = self.commander.divergences
+        self.statuses = self.commander.statuses
         setup = load_robot(robot)
         self.joints, self.home, self.model = setup.joints, setup.home, setup.model()
-        ok = all(c.wait_ready(60.0) for c in (self.client, self.hw, self.sim))
-        ok = ok and all(c.wait_for_service(timeout_sec=30.0)
-                        for c in (self._switch, self._arm, self._predict, self._standin_params,
-                                  self._bridge_params))
-        if not ok:
-            dead = self.stack.dead()
+        try:
+            self.commander.wait_ready(60.0, hardware=True, alive=self._dead)
+        except TwinError as exc:
             self.close()
-            raise RuntimeError(f'twin graph for {robot} did not come up: '
-                               f'{dead[0].describe_exit() if dead else "timeout"}')
+            raise RuntimeError(f'twin graph for {robot} did not come up: {exc}') from None
+
+    def _dead(self) -> str | None:
+        dead = self.stack.dead()
+        return dead[0].describe_exit() if dead else None
 
     def close(self) -> None:
         self.stack.stop()
-        for c in (self.client, self.hw, self.sim):
-            c.close()
-        for s in self._subs:
-            self.node.destroy_subscription(s)
-        for c in (self._switch, self._arm, self._predict, self._standin_params,
-                  self._bridge_params):
-            self.node.destroy_client(c)
+        self.commander.close()
         self.log.close()
 
-    def _call(self, client, request, timeout: float = 10.0):
-        future = client.call_async(request)
-        assert wait_for(future.done, timeout), f'no answer from {client.srv_name}'
-        return future.result()
-
     def switch(self, target: str):
-        from rdt_interfaces.srv import SwitchTarget  # noqa: PLC0415
-        return self._call(self._switch, SwitchTarget.Request(target=target))
+        return self.commander.switch(target)
 
     def arm(self, armed: bool = True):
-        from std_srvs.srv import SetBool  # noqa: PLC0415
-        return self._call(self._arm, SetBool.Request(data=armed))
+        return self.commander.arm(armed)
 
     def predict(self, trajectory, start_state=None):
-        from rdt_interfaces.srv import PredictTrajectory  # noqa: PLC0415
-        request = PredictTrajectory.Request(trajectory=trajectory)
-        if start_state is not None:
-            request.start_state = start_state
-        return self._call(self._predict, request, 30.0).verdict
-
-    def _set(self, client, values: dict) -> None:
-        from rcl_interfaces.srv import SetParameters  # noqa: PLC0415
-        from rclpy.parameter import Parameter  # noqa: PLC0415
-        request = SetParameters.Request(parameters=[
-            Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        result = self._call(client, request)
-        assert all(r.successful for r in result.results), result
+        return self.commander.predict(trajectory, start_state)
 
     def set_standin(self, **values) -> None:
-        self._set(self._standin_params, {f'perturbation.{k}': v for k, v in values.items()})
+        self.commander.set_perturbation(**values)
 
     def set_bridge(self, **values) -> None:
-        self._set(self._bridge_params, values)
+        self.commander.set_parameters(self.names.bridge, values)
+
+    def set_parameters_raw(self, node: str, request):
+        """A SetParameters call as-is, for tests of how a node answers bad values."""
+        from rcl_interfaces.srv import SetParameters  # noqa: PLC0415
+        return self.commander.call(SetParameters, f'{node}/set_parameters', request)
+
+    @property
+    def _bridge_params(self) -> str:  # older tests: twin._call(twin._bridge_params, request)
+        return self.names.bridge
+
+    _call = set_parameters_raw
 
     def pose(self, amplitude: float) -> np.ndarray:
         signs = np.where(np.arange(len(self.joints)) % 2 == 0, -1.0, 1.0)
