@@ -5,26 +5,30 @@ Only the launch files import this; it needs launch_ros from a ROS 2 install.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from reverse_digital_twin.stack import PACKAGE, NodeSpec
 
 
-def launch_nodes(specs: Sequence[NodeSpec]) -> list:
-    """launch_ros Node actions for the specs: same executables, names, files and overrides.
+def node_arguments(spec: NodeSpec) -> dict[str, Any]:
+    """The launch_ros ``Node`` keyword arguments of a spec (plain data, no launch import).
 
-    Overrides go in as ``-p`` ros arguments, exactly as the embedded runner passes them, so
-    both ways of starting the graph give every node the same parameters.
+    ``parameters`` is :meth:`NodeSpec.parameter_sources`: the files, then the overrides as a
+    dict, which launch_ros passes as a later ``--params-file`` keyed by the node's name. The
+    embedded runner passes the same sources in the same order (:meth:`NodeSpec.ros_arguments`),
+    so both ways of starting the graph give every node the same parameters.
     """
+    return dict(package=PACKAGE, executable=spec.executable, name=spec.name,
+                namespace=spec.namespace.strip('/') or None,
+                parameters=spec.parameter_sources(), remappings=list(spec.remappings),
+                output='screen', emulate_tty=True)
+
+
+def launch_nodes(specs: Sequence[NodeSpec]) -> list:
+    """launch_ros Node actions for the specs: same executables, names, files and overrides."""
     from launch_ros.actions import Node  # noqa: PLC0415
 
-    actions = []
-    for spec in specs:
-        actions.append(Node(
-            package=PACKAGE, executable=spec.executable, name=spec.name,
-            namespace=spec.namespace.strip('/') or None,
-            parameters=list(spec.parameter_files), ros_arguments=spec.override_arguments(),
-            remappings=list(spec.remappings), output='screen', emulate_tty=True))
-    return actions
+    return [Node(**node_arguments(spec)) for spec in specs]
 
 
 def graph_launch_description(arguments, graph, rviz_remappings=(), rviz_parameters=()):

@@ -6,7 +6,6 @@ node, in which namespace, with which parameter files, overrides and remappings.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ import yaml
 
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.paths import resolve, share_dir
+from reverse_digital_twin.ros_params import ParameterSource, overrides_key
+from reverse_digital_twin.ros_params import parameter_arguments
 
 PACKAGE = 'reverse_digital_twin'
 SIM_NODE = 'pybullet_sim'
@@ -39,30 +40,25 @@ class NodeSpec:
         ns = self.namespace.strip('/')
         return f'/{ns}/{self.name}' if ns else f'/{self.name}'
 
-    def override_arguments(self) -> list[str]:
-        """Parameter overrides as ``-p name:=value`` (they win over the parameter files)."""
-        args = []
-        for key, value in self.parameters.items():
-            args += ['-p', f'{key}:={_yaml_value(value)}']
-        return args
+    def parameter_sources(self) -> list[ParameterSource]:
+        """The node's parameter sources in order: the parameter files, then the overrides.
+
+        Later sources win (rcl's precedence), so the overrides beat the robot YAML. launch
+        passes this list as ``parameters=`` and the runner as the equivalent arguments.
+        """
+        return [*self.parameter_files, *([dict(self.parameters)] if self.parameters else [])]
 
     def ros_arguments(self) -> list[str]:
-        """The --ros-args that configure this node from the command line."""
+        """The --ros-args that configure this node from the command line, as launch_ros
+        builds them from :meth:`parameter_sources` (overrides in a file keyed by the node)."""
         args = ['--ros-args', '-r', f'__node:={self.name}']
         if self.namespace.strip('/'):
             args += ['-r', f'__ns:=/{self.namespace.strip("/")}']
-        for path in self.parameter_files:
-            args += ['--params-file', path]
-        args += self.override_arguments()
+        args += parameter_arguments(self.parameter_sources(),
+                                    overrides_key(self.namespace, self.name))
         for src, dst in self.remappings:
             args += ['-r', f'{src}:={dst}']
         return args
-
-
-def _yaml_value(value: Any) -> str:
-    if isinstance(value, float) and math.isinf(value):
-        return '.inf' if value > 0 else '-.inf'
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()
 
 
 def robot_config(robot: str) -> Path:

@@ -18,9 +18,10 @@ def test_sim_graph_names_both_nodes_with_their_config(robot):
     args = sim.ros_arguments()
     assert args[:3] == ['--ros-args', '-r', '__node:=pybullet_sim']
     assert '__ns:=/sim' in args
-    assert args[args.index('--params-file') + 1] == str(robot_config(robot))
-    assert args[-2:] == ['-p', 'lockstep:=true']  # overrides come after the file
-    assert ['-p', 'use_sim_time:=true'] == ctrl.override_arguments()
+    files = [args[i + 1] for i, a in enumerate(args) if a == '--params-file']
+    assert files[0] == str(robot_config(robot))  # overrides come after the file
+    assert sim.parameter_sources() == [str(robot_config(robot)), {'lockstep': True}]
+    assert ctrl.parameter_sources()[-1] == {'use_sim_time': True}
 
 
 def test_robot_configs_are_consistent():

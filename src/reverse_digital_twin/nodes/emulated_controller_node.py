@@ -69,7 +69,7 @@ class EmulatedController(Node):
         self.state_interfaces = tuple(declared['state_interfaces'])
         self.update_rate = float(declared['update_rate'])
         self.frame_id = declared['frame_id']
-        self._parameters = declared
+        self._config_values = declared  # never rclpy's own _parameters
         # fail at start on bad values, not at the first goal
         controller_config(declared, None, self.get_fully_qualified_name())
         self.core: TrajectoryController | None = None
@@ -113,7 +113,7 @@ class EmulatedController(Node):
             self.get_logger().error(f'cannot activate: {exc}')
             return
         self.core = TrajectoryController(
-            controller_config(self._parameters, model, self.get_fully_qualified_name()))
+            controller_config(self._config_values, model, self.get_fully_qualified_name()))
         self._inactive_reason = 'waiting for the first joint state from the sim'
         self.get_logger().info(f'configured for {model.name}: joints {list(self.joints)}, '
                                f'command interfaces {list(self.command_interfaces)}')

@@ -90,22 +90,28 @@ def declare(node: Node, name: str, default: Any, description: str,
 _IMPLICIT_PARAMETERS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
 
 
-def check_unknown_parameters(node: Node) -> None:
+def check_unknown_parameters(node: Node, argv: Sequence[str] | None = None) -> None:
     """Refuse parameters given to the node (YAML or -p) that it does not declare.
 
     rclpy silently ignores them, so a typo such as ``allow_partial_joint_goal`` would
-    otherwise leave the default in force without a word.
+    otherwise leave the default in force without a word. The names come from the node's
+    command line (``argv``, default ``sys.argv``) read as rcl reads it, and the node's declared
+    parameters from its public API.
     """
+    import sys  # noqa: PLC0415
+
     from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
-    overrides = getattr(node, '_parameter_overrides', {}) or {}
-    unknown = sorted(name for name in overrides
+    from reverse_digital_twin.ros_params import node_parameters  # noqa: PLC0415
+    given = node_parameters(sys.argv if argv is None else argv, node.get_fully_qualified_name())
+    unknown = sorted(name for name in given
                      if not node.has_parameter(name)
                      and not name.startswith(_IMPLICIT_PARAMETERS))
     if unknown:
         import difflib  # noqa: PLC0415
+        declared = node.list_parameters([], 0).names
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, list(node._parameters), n=1)  # noqa: SLF001
+            close = difflib.get_close_matches(name, declared, n=1)
             hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
         raise ConfigError(f'{node.get_fully_qualified_name()}: unknown parameter(s): '
                           f'{", ".join(hints)}')
