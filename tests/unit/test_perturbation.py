@@ -21,6 +21,7 @@ from reverse_digital_twin.core.perturbation import CommandDelay, Perturbation, S
 from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
 from reverse_digital_twin.core.robot_model import RobotModel, joint_transform, load_robot_model
 from reverse_digital_twin.core.scene import Scene
+from reverse_digital_twin.core.stand_in_dynamics import StandInDynamics
 
 CONFIGS = ['config/rdt_arm6.yaml', 'config/panda.yaml']
 RATE = 1000.0  # Hz
@@ -112,16 +113,16 @@ def test_payload_sets_mass_and_zero_restores_the_link_exactly(robot):
     world = robot.world()
     c, index = world.client, world.link_index[world.tip_link]
     before = c.getDynamicsInfo(world.robot_id, index)
-    world.set_payload(PAYLOAD)
+    StandInDynamics.of(world).set_payload(PAYLOAD)
     loaded = c.getDynamicsInfo(world.robot_id, index)
     assert loaded[0] == pytest.approx(before[0] + PAYLOAD)
     assert loaded[2] == before[2], 'a point mass at the centre of mass keeps the inertia'
-    assert world.payload() == PAYLOAD
-    world.set_payload(2.0)  # sets, does not add
+    assert StandInDynamics.of(world).payload() == PAYLOAD
+    StandInDynamics.of(world).set_payload(2.0)  # sets, does not add
     assert c.getDynamicsInfo(world.robot_id, index)[0] == pytest.approx(before[0] + 2.0)
-    world.set_payload(0)
+    StandInDynamics.of(world).set_payload(0)
     assert c.getDynamicsInfo(world.robot_id, index) == before
-    assert world.payload() == 0.0
+    assert StandInDynamics.of(world).payload() == 0.0
 
 
 def _link_frames(model: RobotModel, q: dict[str, float]) -> dict[str, tuple]:
@@ -146,7 +147,7 @@ def test_payload_loads_the_joints_like_a_point_mass_at_the_tip(robot):
     world = robot.world()
     c, body = world.client, world.robot_id
     before = world.gravity_torques()
-    world.set_payload(PAYLOAD)
+    StandInDynamics.of(world).set_payload(PAYLOAD)
     after = world.gravity_torques()
     point = np.array(c.getLinkState(body, world.link_index[world.tip_link],
                                     computeForwardKinematics=True)[0])
@@ -171,7 +172,7 @@ def test_gravity_torques_with_payload_match_a_world_built_heavier(robot):
     """PyBullet never updates its inverse-dynamics model; set_payload makes up for it."""
     world = robot.world()
     world.gravity_torques()  # PyBullet builds its model now, without the payload
-    world.set_payload(PAYLOAD)
+    StandInDynamics.of(world).set_payload(PAYLOAD)
     reference = robot.world()
     index = reference.link_index[reference.tip_link]
     info = reference.client.getDynamicsInfo(reference.robot_id, index)
@@ -186,14 +187,14 @@ def test_payload_makes_a_position_controlled_joint_track_worse(robot):
     """Lifting the most loaded joint at the effort limits: the loaded arm lags behind."""
     probe = robot.world()
     before = probe.gravity_torques()
-    probe.set_payload(PAYLOAD)
+    StandInDynamics.of(probe).set_payload(PAYLOAD)
     loaded = probe.gravity_torques()
     joint = max(robot.joints, key=lambda n: abs(loaded[n] - before[n]))
     up = math.copysign(0.5, loaded[joint])  # holding torque's direction lifts the payload
     progress = {}
     for mass in (0.0, PAYLOAD):
         world = robot.world()
-        world.set_payload(mass)
+        StandInDynamics.of(world).set_payload(mass)
         world.step(200)
         start = _q(world, [joint])[0]
         world.apply_command([joint], positions=[robot.home[joint] + up])
@@ -210,7 +211,7 @@ def test_payload_beyond_the_effort_limits_sags_and_below_them_holds(robot):
     """The largest payload the pose can hold follows from the URDF effort limits."""
     probe = robot.world()
     before = probe.gravity_torques()
-    probe.set_payload(1.0)
+    StandInDynamics.of(probe).set_payload(1.0)
     per_kg = {n: t - before[n] for n, t in probe.gravity_torques().items()}
     capacity = min((robot.model.joint(n).limits.effort - math.copysign(1.0, g) * before[n])
                    / abs(g) for n, g in per_kg.items() if abs(g) > 1e-6)
@@ -218,7 +219,7 @@ def test_payload_beyond_the_effort_limits_sags_and_below_them_holds(robot):
     for fraction in (0.9, 1.25):
         world = robot.world()
         start = _q(world, robot.joints)
-        world.set_payload(fraction * capacity)
+        StandInDynamics.of(world).set_payload(fraction * capacity)
         world.step(500)
         sag[fraction] = float(np.max(np.abs(_q(world, robot.joints) - start)))
     assert sag[0.9] < 1e-3, (capacity, sag)
@@ -227,7 +228,7 @@ def test_payload_beyond_the_effort_limits_sags_and_below_them_holds(robot):
 
 def test_gravity_compensation_includes_the_payload(robot):
     world = robot.world(motors=MotorSettings(gravity_compensation=True))
-    world.set_payload(PAYLOAD)
+    StandInDynamics.of(world).set_payload(PAYLOAD)
     start = _q(world, robot.joints)
     world.apply_command(robot.joints, efforts=[0.0] * len(robot.joints))
     world.step(300)
@@ -238,13 +239,13 @@ def test_gravity_compensation_includes_the_payload(robot):
 def test_bad_payload_mass_raises_config_error(robot, mass):
     world = robot.world()
     with pytest.raises(ConfigError, match='payload mass'):
-        world.set_payload(mass)
+        StandInDynamics.of(world).set_payload(mass)
 
 
 def test_unknown_payload_link_raises_config_error_listing_links(robot):
     world = robot.world()
     with pytest.raises(ConfigError, match='no_such_link') as info:
-        world.set_payload(1.0, 'no_such_link')
+        StandInDynamics.of(world).set_payload(1.0, 'no_such_link')
     assert world.tip_link in str(info.value)
 
 
@@ -255,7 +256,7 @@ def _free_motion(robot: Robot, joint: str, effort: float, friction: float = 0.0,
     """Displacement (0.3 s) of a joint driven by a constant effort, the others held, no gravity."""
     with PhysicsWorld(robot.model, robot.urdf, NO_GRAVITY, physics_rate=RATE,
                       initial_positions=robot.home) as world:
-        world.set_joint_friction(joint, friction)
+        StandInDynamics.of(world).set_joint_friction(joint, friction)
         if damping is not None:
             world.set_joint_damping(joint, damping)
         start = _q(world, [joint])[0]
@@ -298,7 +299,7 @@ def test_position_control_overcomes_friction_and_works_harder(robot):
     effort = {}
     for friction in (0.0, 0.2 * limit):
         world = robot.world(NO_GRAVITY)
-        world.set_joint_friction(joint, friction)
+        StandInDynamics.of(world).set_joint_friction(joint, friction)
         world.apply_command([joint], positions=[target])
         cruising = []
         for _ in range(1500):
@@ -326,26 +327,27 @@ def _scripted_run(robot: Robot, world: PhysicsWorld) -> list:
 def test_without_friction_and_payload_the_world_steps_bit_identically(robot):
     plain = _scripted_run(robot, robot.world())
     touched = robot.world()
-    touched.set_payload(0.0)
+    StandInDynamics.of(touched).set_payload(0.0)
     for joint in robot.joints:
-        touched.set_joint_friction(joint, 1.0)
-        touched.set_joint_friction(joint, 0.0)
+        StandInDynamics.of(touched).set_joint_friction(joint, 1.0)
+        StandInDynamics.of(touched).set_joint_friction(joint, 0.0)
     assert _scripted_run(robot, touched) == plain
     restored = robot.world()
-    restored.set_payload(PAYLOAD)
-    restored.set_payload(0.0)
+    StandInDynamics.of(restored).set_payload(PAYLOAD)
+    StandInDynamics.of(restored).set_payload(0.0)
     assert _scripted_run(robot, restored) == plain
 
 
 @pytest.mark.parametrize('method', ['set_joint_friction', 'set_joint_damping'])
 def test_bad_joint_settings_raise_config_error(robot, method):
     world = robot.world()
+    owner = StandInDynamics.of(world) if method == 'set_joint_friction' else world
     with pytest.raises(ConfigError, match='no_such_joint') as info:
-        getattr(world, method)('no_such_joint', 1.0)
+        getattr(owner, method)('no_such_joint', 1.0)
     assert robot.joints[0] in str(info.value)
     for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ConfigError, match=robot.joints[0]):
-            getattr(world, method)(robot.joints[0], bad)
+            getattr(owner, method)(robot.joints[0], bad)
 
 
 # --- Perturbation: parameters and application --------------------------------------------------
@@ -423,10 +425,10 @@ def test_apply_to_again_sets_rather_than_accumulates(robot):
     assert world.joint_damping(joint) == urdf
     for _ in range(2):  # a live change re-applies
         Perturbation(payload_mass=2.0, joint_damping={joint: 1.5}).apply_to(world)
-    assert world.payload() == 2.0
+    assert StandInDynamics.of(world).payload() == 2.0
     assert world.joint_damping(joint) == urdf + 1.5
     Perturbation(joint_damping={joint: 0.0}).apply_to(world)
-    assert world.payload() == 0.0
+    assert StandInDynamics.of(world).payload() == 0.0
     assert world.joint_damping(joint) == urdf
 
 
@@ -436,7 +438,7 @@ def test_apply_to_sets_payload_damping_and_friction(robot):
     world = robot.world(NO_GRAVITY)
     Perturbation(payload_mass=1.5, joint_friction={joint: 2 * abs(effort)},
                  joint_damping={joint: 3.0}).apply_to(world)
-    assert world.payload(world.tip_link) == 1.5
+    assert StandInDynamics.of(world).payload(world.tip_link) == 1.5
     start = _q(world, [joint])[0]
     world.apply_command([joint], efforts=[effort])
     world.step(200)

@@ -4,8 +4,8 @@
 joint_trajectory_controller executes as planned: every joint follows the same quintic
 time-scaling, so all joints start and end together, and the duration is chosen so that no joint
 exceeds its (scaled) URDF velocity limit or the acceleration limit. :func:`solve_ik` finds the
-joint positions that put a link at a pose, with PyBullet's inverse kinematics on a private
-world (the predictor's). Pure numpy + PyBullet, no ROS.
+joint positions that put a link at a pose, with the physics world's inverse kinematics on a
+private world (the predictor's). Pure numpy, no ROS; PyBullet only through PhysicsWorld.
 """
 from __future__ import annotations
 
@@ -260,14 +260,11 @@ def solve_ik(world: PhysicsWorld, tip_link: str, position: Sequence[float],
     if iterations < 1:
         raise ValueError(f'iterations must be >= 1, got {iterations}')
     target_p, target_q = pose_to_world(world, position, orientation, frame)
-    c, body = world.client, world.robot_id
-    link = world.link_index[tip_link]
-    dofs = sorted(world.movable_joints, key=world.joint_index.__getitem__)
+    dofs = world.dof_joints
     solved = {j: k for k, j in enumerate(joints)}
     lims = [movable[j].limits for j in joints]
-    saved = world.save_state()
-    try:
-        current = {j: c.getJointState(body, world.joint_index[j])[0] for j in dofs}
+    with world.preserved_state():
+        current = dict(zip(dofs, world.joint_positions(dofs)))
         current.update({j: float(np.clip(q, lim.lower, lim.upper))
                         for j, q, lim in zip(joints, seed, lims)})
         lower, upper, ranges, rest, damping = [], [], [], [], []
@@ -290,13 +287,12 @@ def solve_ik(world: PhysicsWorld, tip_link: str, position: Sequence[float],
         upper_solved = [upper[dofs.index(j)] for j in joints]
 
         def reset(q: np.ndarray) -> None:
-            for j, value in zip(joints, q):
-                c.resetJointState(body, world.joint_index[j], float(value), 0.0)
+            world.reset_joints(dict(zip(joints, q)))
 
         def errors() -> tuple[float, float]:
-            state = c.getLinkState(body, link, computeForwardKinematics=True)
-            p_err = float(np.linalg.norm(np.asarray(state[4]) - target_p))
-            q_err = 0.0 if target_q is None else _angle_between(np.asarray(state[5]), target_q)
+            p, q = world.link_pose(tip_link)
+            p_err = float(np.linalg.norm(p - target_p))
+            q_err = 0.0 if target_q is None else _angle_between(q, target_q)
             return p_err, q_err
 
         def converged(p_err: float, q_err: float) -> bool:
@@ -311,15 +307,9 @@ def solve_ik(world: PhysicsWorld, tip_link: str, position: Sequence[float],
             p_err, q_err = errors()
             done = 0
             while not converged(p_err, q_err) and done < iterations:
-                kwargs = dict(lowerLimits=lower, upperLimits=upper, jointRanges=ranges,
-                              restPoses=rest, jointDamping=damping, maxNumIterations=20,
-                              residualThreshold=tolerance * 0.1)
-                if target_q is None:
-                    result = c.calculateInverseKinematics(body, link, target_p.tolist(), **kwargs)
-                else:
-                    result = c.calculateInverseKinematics(body, link, target_p.tolist(),
-                                                          target_q.tolist(), **kwargs)
-                by_name = dict(zip(dofs, result))
+                by_name = world.inverse_kinematics(
+                    tip_link, target_p, target_q, lower, upper, ranges, rest, damping,
+                    max_iterations=20, residual=tolerance * 0.1)
                 solution = np.array([min(max(by_name[j], lim.lower), lim.upper)
                                      for j, lim in zip(joints, lims)])
                 reset(solution)
@@ -331,8 +321,7 @@ def solve_ik(world: PhysicsWorld, tip_link: str, position: Sequence[float],
                     rest[dofs.index(j)] = float(value)
             return solution, p_err, q_err, done
 
-        for j in dofs:
-            c.resetJointState(body, world.joint_index[j], current[j], 0.0)
+        world.reset_joints(current)
         first = np.array([current[j] for j in joints])
         solution, p_err, q_err, done = attempt(first)
         best = (p_err + q_err, p_err, q_err)
@@ -356,12 +345,6 @@ def solve_ik(world: PhysicsWorld, tip_link: str, position: Sequence[float],
         revolute = [movable[j].type in ('revolute', 'continuous') for j in joints]
         return np.array([_nearest_equivalent(float(q), float(s), lim, r)
                          for q, s, lim, r in zip(solution, seed, lims, revolute)])
-    finally:
-        world.restore_state(saved)
-        try:
-            c.removeState(saved)
-        except Exception:  # noqa: BLE001 - old PyBullet without removeState: a small leak only
-            pass
 
 
 def forward_kinematics(world: PhysicsWorld, tip_link: str, joints: Sequence[str],
@@ -373,16 +356,6 @@ def forward_kinematics(world: PhysicsWorld, tip_link: str, joints: Sequence[str]
     if tip_link not in world.link_index:
         raise ValueError(f'link {tip_link!r} is not a link of robot {world.model.name!r}; its '
                          f'links are {sorted(world.link_index)}')
-    c, body = world.client, world.robot_id
-    saved = world.save_state()
-    try:
-        for j, q in zip(joints, positions):
-            c.resetJointState(body, world.joint_index[j], float(q), 0.0)
-        state = c.getLinkState(body, world.link_index[tip_link], computeForwardKinematics=True)
-        return np.asarray(state[4], dtype=float), np.asarray(state[5], dtype=float)
-    finally:
-        world.restore_state(saved)
-        try:
-            c.removeState(saved)
-        except Exception:  # noqa: BLE001
-            pass
+    with world.preserved_state():
+        world.reset_joints(dict(zip(joints, positions)))
+        return world.link_pose(tip_link)

@@ -5,7 +5,8 @@ over its own PyBullet world, perturbed by a :class:`Perturbation` so that the tw
 predictions differ from "reality" the way they would on a real robot:
 
 * dynamics: a payload at the tip, extra joint damping and Coulomb friction
-  (:meth:`Perturbation.apply_to` on the stand-in's :class:`PhysicsWorld`);
+  (:meth:`Perturbation.apply_to` on the stand-in's :class:`PhysicsWorld`, through
+  :mod:`reverse_digital_twin.core.stand_in_dynamics`);
 * sensing: joint calibration offsets and Gaussian noise on positions and velocities
   (:class:`SensorModel`);
 * actuation: a command latency (:class:`CommandDelay`).
@@ -171,15 +172,17 @@ class Perturbation:
         Raises:
             ConfigError: bad values, unknown joints or an unknown payload link.
         """
+        from reverse_digital_twin.core.stand_in_dynamics import StandInDynamics  # noqa: PLC0415
         self.validate(world.movable_joints)
+        dynamics = StandInDynamics.of(world)
         try:
-            world.set_payload(self.payload_mass, self.payload_link or None)
+            dynamics.set_payload(self.payload_mass, self.payload_link or None)
         except ConfigError as exc:
             raise ConfigError(f'perturbation.payload_link: {exc}') from None
         for joint, extra in self.joint_damping.items():
             world.set_joint_damping(joint, world.joint_damping(joint, urdf=True) + extra)
         for joint, friction in self.joint_friction.items():
-            world.set_joint_friction(joint, friction)
+            dynamics.set_joint_friction(joint, friction)
 
 
 class SensorModel:

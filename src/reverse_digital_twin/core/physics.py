@@ -9,8 +9,10 @@ ignores them otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pybullet
@@ -39,6 +41,21 @@ class MeasuredState:
     efforts: np.ndarray
 
 
+class DynamicsSource(Protocol):
+    """Dynamics PyBullet's model lacks (a payload, joint friction), added by another module.
+
+    A world asks each source it was given (:meth:`PhysicsWorld.add_dynamics`) every step for
+    extra joint torques, and for the extra gravity torques when it compensates gravity.
+    """
+
+    def gravity_torques(self, world: 'PhysicsWorld') -> dict[str, float]:
+        """Joint -> torque (N*m|N) holding what the source adds against gravity."""
+
+    def joint_torques(self, world: 'PhysicsWorld',
+                      torques: Mapping[str, float]) -> dict[str, float]:
+        """Joint -> torque to add this step, given the torques applied so far (effort mode)."""
+
+
 class PhysicsWorld:
     """A robot in its scene, stepped at a fixed rate.
 
@@ -49,11 +66,15 @@ class PhysicsWorld:
         physics_rate: steps per second of simulated time (Hz).
         motors: how commands are applied.
         initial_positions: joint name -> position at start (others 0 clamped into limits).
+        self_collision: robot links collide with each other (PyBullet's
+            URDF_USE_SELF_COLLISION); pairs that should not are set with
+            :meth:`ignore_link_pair`. Off in the live twin: it changes no dynamics there.
     """
 
     def __init__(self, model: RobotModel, urdf_path: str, scene: Scene | None = None,
                  physics_rate: float = 1000.0, motors: MotorSettings = MotorSettings(),
-                 initial_positions: Mapping[str, float] | None = None) -> None:
+                 initial_positions: Mapping[str, float] | None = None,
+                 self_collision: bool = False) -> None:
         if not (physics_rate > 0 and math.isfinite(physics_rate)):
             raise ConfigError(f'physics_rate must be a positive number of Hz, got {physics_rate}')
         self.model = model
@@ -63,6 +84,9 @@ class PhysicsWorld:
         self.steps = 0
         self._client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
         c = self._client
+        # Hot paths call the pybullet module with the client id: BulletClient builds a
+        # functools.partial on every attribute access.
+        self._cid: int = c._client
         c.setTimeStep(self.dt)
         c.setGravity(*self.scene.gravity)
         self.object_ids: dict[str, int] = {}
@@ -70,7 +94,8 @@ class PhysicsWorld:
             self.robot_id = c.loadURDF(
                 str(urdf_path), self.scene.robot_position,
                 c.getQuaternionFromEuler(self.scene.robot_orientation_rpy), useFixedBase=True,
-                flags=pybullet.URDF_USE_INERTIA_FROM_FILE)
+                flags=pybullet.URDF_USE_INERTIA_FROM_FILE | (
+                    pybullet.URDF_USE_SELF_COLLISION if self_collision else 0))
         except pybullet.error as exc:
             self.close()
             raise ConfigError(f'PyBullet could not load the robot URDF {urdf_path}: {exc}') \
@@ -97,11 +122,10 @@ class PhysicsWorld:
             raise ConfigError(f'{urdf_path}: joints {missing} of the model are not in PyBullet')
         self._limits = {j.name: j.limits for j in model.movable_joints}
         self._torque_mode: dict[str, float] = {}  # joint -> commanded effort
-        self._friction: dict[str, float] = {}  # joint -> Coulomb friction (N*m|N), see step()
-        self._payload_base: dict[str, tuple[float, tuple[float, float, float]]] = {}  # link ->
-        # (mass, inertia diagonal) before any payload, for set_payload
-        self._payloads: dict[str, float] = {}  # link -> payload mass (kg) set by set_payload
+        self._sources: list[DynamicsSource] = []  # see add_dynamics
+        self._model_built = False  # PyBullet's dynamics model exists (see set_link_inertia)
         self._damping: dict[str, float] = {}  # joint -> damping set by set_joint_damping
+        self._dofs = sorted(self._movable, key=self.joint_index.__getitem__)
         initial = dict(initial_positions or {})
         unknown = sorted(set(initial) - set(self._movable))
         if unknown:
@@ -144,6 +168,11 @@ class PhysicsWorld:
     def movable_joints(self) -> list[str]:
         return list(self._movable)
 
+    @property
+    def dof_joints(self) -> list[str]:
+        """Movable joints in PyBullet's degree-of-freedom order (IK results, Jacobian columns)."""
+        return list(self._dofs)
+
     # --- sensing ----------------------------------------------------------------------------
     def read_state(self, joints: Sequence[str]) -> MeasuredState:
         """Positions (rad|m), velocities (rad/s|m/s) and efforts (N*m|N) of the given joints."""
@@ -151,6 +180,33 @@ class PhysicsWorld:
         efforts = [self._torque_mode.get(j, s[3]) for j, s in zip(joints, states)]
         return MeasuredState(np.array([s[0] for s in states]), np.array([s[1] for s in states]),
                              np.array(efforts, dtype=float))
+
+    def joint_positions(self, joints: Sequence[str]) -> list[float]:
+        """Positions (rad|m) of the given joints, as a plain list (no arrays to build)."""
+        return [s[0] for s in pybullet.getJointStates(
+            self.robot_id, [self.joint_index[j] for j in joints], physicsClientId=self._cid)]
+
+    def joint_velocities(self, joints: Sequence[str]) -> list[float]:
+        """Velocities (rad/s|m/s) of the given joints."""
+        return [s[1] for s in pybullet.getJointStates(
+            self.robot_id, [self.joint_index[j] for j in joints], physicsClientId=self._cid)]
+
+    def efforts(self, indices: Sequence[int], torque_joints: Sequence[str] = ()) -> list[float]:
+        """Efforts over the last step of joints given by PyBullet index (:attr:`joint_index`).
+
+        The cheap read for a per-step loop: joints named in ``torque_joints`` (effort mode)
+        report their commanded effort, like :meth:`read_state`; the others the motor's torque.
+        """
+        states = pybullet.getJointStates(self.robot_id, indices, physicsClientId=self._cid)
+        if not torque_joints:
+            return [s[3] for s in states]
+        mode = self._torque_mode
+        return [mode.get(j, s[3]) for j, s in zip(torque_joints, states)]
+
+    @property
+    def commanded_efforts(self) -> dict[str, float]:
+        """Joint -> effort (N*m|N) of the joints driven by effort commands now."""
+        return dict(self._torque_mode)
 
     # --- actuation --------------------------------------------------------------------------
     def apply_command(self, joints: Sequence[str], positions: Sequence[float] | None = None,
@@ -180,11 +236,12 @@ class PhysicsWorld:
             index = self.joint_index[name]
             force = lim.effort if math.isfinite(lim.effort) else 1e6
             max_vel = lim.velocity if math.isfinite(lim.velocity) else 100.0
+            # min/max, not np.clip: this runs for every joint of every control cycle
             if positions is not None:
                 self._torque_mode.pop(name, None)
-                target = float(np.clip(positions[k], lim.lower, lim.upper))
-                vel = 0.0 if velocities is None else float(np.clip(velocities[k], -max_vel,
-                                                                   max_vel))
+                target = min(max(float(positions[k]), lim.lower), lim.upper)
+                vel = 0.0 if velocities is None else min(max(float(velocities[k]), -max_vel),
+                                                         max_vel)
                 c.setJointMotorControl2(body, index, pybullet.POSITION_CONTROL,
                                         targetPosition=target, targetVelocity=vel, force=force,
                                         maxVelocity=max_vel,
@@ -193,52 +250,168 @@ class PhysicsWorld:
             elif velocities is not None:
                 self._torque_mode.pop(name, None)
                 c.setJointMotorControl2(body, index, pybullet.VELOCITY_CONTROL,
-                                        targetVelocity=float(np.clip(velocities[k], -max_vel,
-                                                                     max_vel)),
+                                        targetVelocity=min(max(float(velocities[k]), -max_vel),
+                                                           max_vel),
                                         force=force)
             elif efforts is not None:
                 if name not in self._torque_mode:  # release the built-in velocity motor
                     c.setJointMotorControl2(body, index, pybullet.VELOCITY_CONTROL, force=0.0)
-                self._torque_mode[name] = float(np.clip(efforts[k], -force, force))
+                self._torque_mode[name] = min(max(float(efforts[k]), -force), force)
 
     def _apply_torques(self) -> None:
         """Torques act for one step in PyBullet, so effort commands are re-applied every step.
 
-        Joint friction (set_joint_friction) is added here too; without it this is unchanged.
+        The torques of dynamics sources (add_dynamics) are added here too; a world without
+        any steps exactly as before they existed.
         """
-        if not self._torque_mode and not self._friction:
+        if not self._torque_mode and not self._sources:
             return
-        names = list(self._torque_mode)
-        torques = [self._torque_mode[n] for n in names]
-        if self.motors.gravity_compensation and names:
+        torques = dict(self._torque_mode)
+        if self.motors.gravity_compensation and torques:
             gravity = self.gravity_torques()
-            torques = [t + gravity[n] for t, n in zip(torques, names)]
-        if self._friction:
-            names, torques = self._add_friction_torques(names, torques)
-        self._client.setJointMotorControlArray(
-            self.robot_id, [self.joint_index[n] for n in names], pybullet.TORQUE_CONTROL,
-            forces=torques)
-
-    def gravity_torques(self) -> dict[str, float]:
-        """Joint torques that hold the robot still against gravity (N*m), per movable joint."""
-        q = [s[0] for s in self._client.getJointStates(
-            self.robot_id, [self.joint_index[n] for n in self._movable])]
-        zeros = [0.0] * len(q)
-        tau = self._client.calculateInverseDynamics(self.robot_id, q, zeros, zeros)
-        torques = dict(zip(self._movable, tau))
-        if any(self._payloads.values()):  # PyBullet's dynamics model predates the payload
-            torques = self._add_payload_gravity(torques)
-        return torques
+            torques = {n: t + gravity[n] for n, t in torques.items()}
+        for source in self._sources:
+            for name, tau in source.joint_torques(self, torques).items():
+                torques[name] = torques[name] + tau if name in torques else tau
+        if torques:
+            pybullet.setJointMotorControlArray(
+                self.robot_id, [self.joint_index[n] for n in torques], pybullet.TORQUE_CONTROL,
+                forces=list(torques.values()), physicsClientId=self._cid)
 
     def step(self, count: int = 1) -> None:
         """Advance the physics by ``count`` fixed steps."""
+        step, cid = pybullet.stepSimulation, self._cid
+        if not self._torque_mode and not self._sources:  # nothing to re-apply per step
+            for _ in range(count):
+                step(physicsClientId=cid)
+            self.steps += count
+            return
         for _ in range(count):
             self._apply_torques()
-            self._client.stepSimulation()
+            step(physicsClientId=cid)
             self.steps += 1
 
-    # --- perturbed dynamics (the stand-in robot; see core.perturbation) ---------------------
-    friction_velocity_scale = 0.01  # rad/s|m/s: friction = -f*tanh(v/scale), Coulomb above it
+    def step_bare(self, count: int) -> None:
+        """``count`` calls of PyBullet's stepSimulation and nothing else: the speed limit that
+        benchmarks compare against. The world's clock (:attr:`steps`) does not advance."""
+        step, cid = pybullet.stepSimulation, self._cid
+        for _ in range(count):
+            step(physicsClientId=cid)
+
+    # --- dynamics primitives (for models PyBullet lacks, e.g. core.stand_in_dynamics) --------
+    def add_dynamics(self, source: DynamicsSource) -> None:
+        """Let ``source`` add joint torques every step and gravity torques to
+        :meth:`gravity_torques` (a payload, friction); see :class:`DynamicsSource`."""
+        if source not in self._sources:
+            self._sources.append(source)
+
+    @property
+    def dynamics_sources(self) -> tuple[DynamicsSource, ...]:
+        return tuple(self._sources)
+
+    def gravity_torques(self) -> dict[str, float]:
+        """Joint torques that hold the robot still against gravity (N*m), per movable joint.
+
+        PyBullet's inverse dynamics (URDF masses, see :meth:`set_link_inertia`) + what the
+        dynamics sources add.
+        """
+        q = self.joint_positions(self._movable)
+        zeros = [0.0] * len(q)
+        self._model_built = True
+        tau = self._client.calculateInverseDynamics(self.robot_id, q, zeros, zeros)
+        torques = dict(zip(self._movable, tau))
+        for source in self._sources:
+            extra = source.gravity_torques(self)
+            if extra:
+                torques = {n: t + extra.get(n, 0.0) for n, t in torques.items()}
+        return torques
+
+    def link_inertia(self, link: str) -> tuple[float, tuple[float, float, float]]:
+        """(mass kg, inertia diagonal kg*m^2) of a link as PyBullet simulates it now."""
+        info = self._client.getDynamicsInfo(self.robot_id, self._link(link))
+        return float(info[0]), tuple(info[2])
+
+    def set_link_inertia(self, link: str, mass: float,
+                         inertia: tuple[float, float, float]) -> None:
+        """Give a link another mass, keeping the given inertia diagonal.
+
+        PyBullet builds its model for inverse dynamics, mass matrix and Jacobians on first use
+        and never updates it; it is built here before the first change, with the URDF masses, so
+        that :meth:`gravity_torques` and :meth:`mass_matrix` stay those of the URDF and a
+        dynamics source knows exactly what to add. PyBullet recomputes the inertia from the
+        collision shape when the mass changes, hence the explicit inertia.
+        """
+        index = self._link(link)
+        if not self._model_built:
+            self.mass_matrix()
+        self._client.changeDynamics(self.robot_id, index, mass=float(mass),
+                                    localInertiaDiagonal=inertia)
+
+    def mass_matrix(self) -> np.ndarray:
+        """(dofs, dofs) joint-space mass matrix at the current positions (URDF masses), in
+        :attr:`dof_joints` order."""
+        self._model_built = True
+        return np.asarray(self._client.calculateMassMatrix(
+            self.robot_id, self.joint_positions(self._dofs)))
+
+    def com_jacobian(self, link: str) -> np.ndarray:
+        """(3, dofs) linear Jacobian of a link's centre of mass at the current positions, in
+        :attr:`dof_joints` order."""
+        self._model_built = True
+        q = self.joint_positions(self._dofs)
+        zeros = [0.0] * len(q)
+        linear, _ = self._client.calculateJacobian(self.robot_id, self._link(link),
+                                                   [0.0, 0.0, 0.0], q, zeros, zeros)
+        return np.asarray(linear, dtype=float)
+
+    def _link(self, link: str) -> int:
+        if link not in self.link_index:
+            raise ConfigError(
+                f'{link!r} is not a link of robot {self.model.name!r} with dynamics of its own; '
+                f'its links are {sorted(self.link_index)} (the root link '
+                f'{self.model.root_link!r} is fixed to the world)')
+        return self.link_index[link]
+
+    def set_joint_damping(self, joint: str, damping: float) -> None:
+        """Viscous damping of a joint (N*m*s/rad | N*s/m); replaces the URDF's <dynamics>.
+
+        PyBullet applies it explicitly, so in effort mode a joint goes unstable when damping
+        exceeds about 2*I/dt (I its effective inertia): on rdt_arm6's wrist_3_joint at 1 kHz
+        that is ~0.56 (the URDF has 0.5). Under position control any value is fine.
+
+        Raises:
+            ConfigError: not a movable joint, or a negative or non-finite value.
+        """
+        damping = self.check_joint_setting(joint, damping, 'damping', 'N*m*s/rad')
+        self._client.changeDynamics(self.robot_id, self.joint_index[joint], jointDamping=damping)
+        self._damping[joint] = damping
+
+    def joint_damping(self, joint: str, urdf: bool = False) -> float:
+        """A joint's viscous damping now, or (``urdf=True``) as the URDF gives it."""
+        self.check_joint_setting(joint, 0.0, 'damping', 'N*m*s/rad')
+        if not urdf and joint in self._damping:
+            return self._damping[joint]
+        # getJointInfo keeps the loaded value: PyBullet does not update it on changeDynamics
+        return float(self._client.getJointInfo(self.robot_id, self.joint_index[joint])[6])
+
+    def check_joint_setting(self, joint: str, value: float, what: str, unit: str) -> float:
+        """``value`` as a float, for a per-joint setting of a movable joint.
+
+        Raises:
+            ConfigError: not a movable joint, or a negative or non-finite value.
+        """
+        if joint not in self._limits:
+            raise ConfigError(f'joint {what}: {joint!r} is not a movable joint of robot '
+                              f'{self.model.name!r}; its movable joints are {self._movable}')
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f'{what} of joint {joint!r} must be a number, got {value!r}') \
+                from None
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ConfigError(f'{what} of joint {joint!r} must be a finite number >= 0 {unit}, '
+                              f'got {value}')
+        return value
 
     @property
     def tip_link(self) -> str:
@@ -269,195 +442,120 @@ class PhysicsWorld:
             link = leaders[0]
         return link
 
-    def set_payload(self, mass: float, link: str | None = None) -> None:
-        """Carry a point-like payload of ``mass`` kg at a link (default: :attr:`tip_link`).
-
-        The payload sits at the link's centre of mass: the link's mass becomes its URDF mass +
-        ``mass`` and its inertia is kept (a point mass at the centre adds none), so gravity,
-        inertia and the motors' effort limits all feel it. This sets rather than adds: the last
-        call per link wins, and ``set_payload(0)`` restores the link's mass and inertia exactly.
-
-        Raises:
-            ConfigError: an unknown link (the message lists the links), or a negative or
-                non-finite mass.
-        """
-        link = self.tip_link if link is None else link
-        try:
-            mass = float(mass)
-        except (TypeError, ValueError):
-            raise ConfigError(f'payload mass must be a number of kg, got {mass!r}') from None
-        if not (math.isfinite(mass) and mass >= 0.0):
-            raise ConfigError(f'payload mass must be a finite number >= 0 kg, got {mass}')
-        if link not in self.link_index:
-            raise ConfigError(
-                f'payload link {link!r} is not a link of robot {self.model.name!r} that can carry '
-                f'a payload; its links are {sorted(self.link_index)} (the root link '
-                f'{self.model.root_link!r} is fixed to the world)')
-        c, index = self._client, self.link_index[link]
-        if link not in self._payload_base:
-            if mass == 0.0:
-                return  # nothing to restore: leave PyBullet untouched
-            if not self._payload_base:
-                # PyBullet builds its model for inverse dynamics, mass matrix and Jacobians on
-                # first use and never updates it. Build it now, with the URDF masses, so that
-                # gravity_torques() knows exactly which payload to add.
-                c.calculateMassMatrix(self.robot_id, self._dof_positions()[1])
-            info = c.getDynamicsInfo(self.robot_id, index)
-            self._payload_base[link] = (info[0], tuple(info[2]))
-        base_mass, inertia = self._payload_base[link]
-        # PyBullet recomputes the inertia from the collision shape when the mass changes, so the
-        # original inertia is passed back explicitly.
-        c.changeDynamics(self.robot_id, index, mass=base_mass + mass,
-                         localInertiaDiagonal=inertia)
-        self._payloads[link] = mass
-
-    def payload(self, link: str | None = None) -> float:
-        """The payload mass (kg) set at a link (default: :attr:`tip_link`); 0 if none."""
-        return self._payloads.get(self.tip_link if link is None else link, 0.0)
-
-    def _dof_positions(self) -> tuple[list[str], list[float]]:
-        """Movable joints in PyBullet's degree-of-freedom order, and their positions."""
-        order = sorted(self._movable, key=self.joint_index.__getitem__)
-        q = [s[0] for s in self._client.getJointStates(
-            self.robot_id, [self.joint_index[n] for n in order])]
-        return order, q
-
-    def _payload_jacobians(self, q: list[float]) -> list[tuple[float, np.ndarray]]:
-        """(payload kg, (3, dofs) Jacobian of its link's centre of mass) per loaded link."""
-        zeros = [0.0] * len(q)
-        out = []
-        for link, mass in self._payloads.items():
-            if mass:
-                linear, _ = self._client.calculateJacobian(
-                    self.robot_id, self.link_index[link], [0.0, 0.0, 0.0], q, zeros, zeros)
-                out.append((mass, np.asarray(linear, dtype=float)))
-        return out
-
-    def _add_payload_gravity(self, torques: dict[str, float]) -> dict[str, float]:
-        """Gravity torques of the robot (from PyBullet's URDF-mass model) + of the payloads."""
-        order, q = self._dof_positions()
-        extra = np.zeros(len(order))
-        for mass, jacobian in self._payload_jacobians(q):
-            extra -= jacobian.T @ (mass * np.asarray(self.scene.gravity, dtype=float))
-        return {n: torques[n] + float(extra[order.index(n)]) for n in torques}
-
-    def set_joint_damping(self, joint: str, damping: float) -> None:
-        """Viscous damping of a joint (N*m*s/rad | N*s/m); replaces the URDF's <dynamics>.
-
-        PyBullet applies it explicitly, so in effort mode a joint goes unstable when damping
-        exceeds about 2*I/dt (I its effective inertia): on rdt_arm6's wrist_3_joint at 1 kHz
-        that is ~0.56 (the URDF has 0.5). Under position control any value is fine.
-
-        Raises:
-            ConfigError: not a movable joint, or a negative or non-finite value.
-        """
-        damping = self._joint_setting(joint, damping, 'damping', 'N*m*s/rad')
-        self._client.changeDynamics(self.robot_id, self.joint_index[joint], jointDamping=damping)
-        self._damping[joint] = damping
-
-    def joint_damping(self, joint: str, urdf: bool = False) -> float:
-        """A joint's viscous damping now, or (``urdf=True``) as the URDF gives it."""
-        self._joint_setting(joint, 0.0, 'damping', 'N*m*s/rad')
-        if not urdf and joint in self._damping:
-            return self._damping[joint]
-        # getJointInfo keeps the loaded value: PyBullet does not update it on changeDynamics
-        return float(self._client.getJointInfo(self.robot_id, self.joint_index[joint])[6])
-
-    def set_joint_friction(self, joint: str, friction: float) -> None:
-        """Coulomb friction of a joint (N*m | N): a torque opposing its motion; 0 removes it.
-
-        The joint's motor does the position control, so friction can't be a zero-velocity
-        motor as usual in PyBullet. Instead step() adds an external joint torque: under position
-        or velocity control -friction*tanh(v/s) (s = :attr:`friction_velocity_scale`), which the
-        motor has to overcome within its effort limit; in effort mode true Coulomb friction
-        (sticks below the breakaway effort, slides with constant friction above it, never
-        chatters). A world with no friction set steps exactly as without this feature.
-
-        Raises:
-            ConfigError: not a movable joint, or a negative or non-finite value.
-        """
-        friction = self._joint_setting(joint, friction, 'friction', 'N*m')
-        if friction == 0.0:
-            self._friction.pop(joint, None)
-        else:
-            self._friction[joint] = friction
-
-    def _joint_setting(self, joint: str, value: float, what: str, unit: str) -> float:
-        if joint not in self._limits:
-            raise ConfigError(f'joint {what}: {joint!r} is not a movable joint of robot '
-                              f'{self.model.name!r}; its movable joints are {self._movable}')
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f'{what} of joint {joint!r} must be a number, got {value!r}') \
-                from None
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ConfigError(f'{what} of joint {joint!r} must be a finite number >= 0 {unit}, '
-                              f'got {value}')
-        return value
-
-    def _add_friction_torques(self, names: list[str], torques: list[float]) \
-            -> tuple[list[str], list[float]]:
-        """names/torques with the friction torque of every frictional joint added.
-
-        A joint held by its motor gets -friction*tanh(v/s): the motor constraint is solved after
-        it and keeps the joint steady. A joint in effort mode moves freely, and there that
-        torque would reverse a light joint's velocity every step (chatter), so it gets Coulomb
-        friction as a velocity constraint: the torque that would stop the joint within this step
-        (from its velocity, the commanded effort, gravity and PyBullet's explicit joint
-        damping; the other joints taken as free), clipped to +-friction. That sticks below the
-        breakaway effort and slides with constant friction above it.
-        """
-        c, body = self._client, self.robot_id
-        names, torques = list(names), list(torques)
-        joints = list(self._friction)
-        velocities = [s[1] for s in c.getJointStates(body, [self.joint_index[n] for n in joints])]
-        free = [n for n in joints if n in self._torque_mode]
-        if free:
-            order, q = self._dof_positions()
-            mass_matrix = np.asarray(c.calculateMassMatrix(body, q))
-            for mass, jacobian in self._payload_jacobians(q):  # PyBullet's model lacks them
-                mass_matrix += mass * jacobian.T @ jacobian
-            mobility = np.diag(np.linalg.inv(mass_matrix))
-            held = self.gravity_torques()
-            gravity = [held[n] for n in order]
-            column = {n: k for k, n in enumerate(order)}
-        for name, v in zip(joints, velocities):
-            friction = self._friction[name]
-            if name not in self._torque_mode:
-                tau = -friction * math.tanh(v / self.friction_velocity_scale)
-            else:
-                k = column[name]
-                per_step = self.dt * mobility[k]  # velocity change per N*m over one step
-                damping = self.joint_damping(name)
-                left = max(0.0, 1.0 - per_step * damping)  # velocity fraction damping leaves
-                known = torques[names.index(name)] - gravity[k]
-                tau = -min(friction, max(-friction, left * v / per_step + known))
-            if name in self._torque_mode:
-                torques[names.index(name)] += tau
-            else:
-                names.append(name)
-                torques.append(tau)
-        return names, torques
-
     # --- geometry ---------------------------------------------------------------------------
     def contacts(self) -> list[tuple[str, str, tuple[float, float, float], float]]:
-        """Robot contacts: (robot link, other body or link, world position (m), depth (m))."""
-        out = []
+        """Robot contacts: (robot link, other body or link, world position (m), depth (m)).
+
+        From the last step's collision detection. A self-contact is reported once per contact
+        point, from the link PyBullet puts first.
+        """
+        points = pybullet.getContactPoints(bodyA=self.robot_id, physicsClientId=self._cid)
+        if not points:
+            return []
         names = {v: k for k, v in self.object_ids.items()}
         links = {v: k for k, v in self.link_index.items()}
         links[-1] = self.model.root_link
-        for cp in self._client.getContactPoints(bodyA=self.robot_id):
+        out = []
+        for cp in points:
             other = names.get(cp[2], f'body {cp[2]}') if cp[2] != self.robot_id \
                 else links.get(cp[4], str(cp[4]))
             out.append((links.get(cp[3], str(cp[3])), other, tuple(cp[5]), float(-cp[8])))
         return out
 
+    def link_pairs_within(self, distance: float) -> list[tuple[str, str, float]]:
+        """Robot link pairs (root link included) closer than ``distance`` (m) now, with their
+        distance (negative: penetrating), whether or not self-collision is on."""
+        c, body = self._client, self.robot_id
+        links = [(-1, self.model.root_link)] + sorted(
+            ((i, n) for n, i in self.link_index.items()))
+        out = []
+        for k, (i, a) in enumerate(links):
+            for j, b in links[k + 1:]:
+                points = c.getClosestPoints(body, body, distance, linkIndexA=i, linkIndexB=j)
+                if points:
+                    out.append((a, b, min(float(p[8]) for p in points)))
+        return out
+
+    def ignore_link_pair(self, link_a: str, link_b: str) -> None:
+        """Never collide these two robot links (root link by name too) with each other."""
+        index = dict(self.link_index)
+        index[self.model.root_link] = -1
+        self._client.setCollisionFilterPair(self.robot_id, self.robot_id, index[link_a],
+                                            index[link_b], 0)
+
+    def link_pose(self, link: str) -> tuple[np.ndarray, np.ndarray]:
+        """World pose of a link frame now: position (3,) m, quaternion (x, y, z, w)."""
+        if link not in self.link_index:
+            raise ValueError(f'link {link!r} is not a link of robot {self.model.name!r}; its '
+                             f'links are {sorted(self.link_index)}')
+        state = self._client.getLinkState(self.robot_id, self.link_index[link],
+                                          computeForwardKinematics=True)
+        return np.asarray(state[4], dtype=float), np.asarray(state[5], dtype=float)
+
+    def inverse_kinematics(self, link: str, position: Sequence[float],
+                           orientation: Sequence[float] | None, lower: Sequence[float],
+                           upper: Sequence[float], ranges: Sequence[float],
+                           rest: Sequence[float], damping: Sequence[float],
+                           max_iterations: int = 20,
+                           residual: float = 1e-4) -> dict[str, float]:
+        """One call of PyBullet's damped least-squares IK from the current positions.
+
+        The per-joint sequences are in :attr:`dof_joints` order; so is nothing else: the
+        result maps joint name -> position. The robot is not moved.
+        """
+        kwargs = dict(lowerLimits=list(lower), upperLimits=list(upper),
+                      jointRanges=list(ranges), restPoses=list(rest),
+                      jointDamping=list(damping), maxNumIterations=int(max_iterations),
+                      residualThreshold=float(residual))
+        target = [float(x) for x in position]
+        if orientation is None:
+            result = self._client.calculateInverseKinematics(
+                self.robot_id, self.link_index[link], target, **kwargs)
+        else:
+            result = self._client.calculateInverseKinematics(
+                self.robot_id, self.link_index[link], target, [float(x) for x in orientation],
+                **kwargs)
+        return dict(zip(self._dofs, result))
+
+    # --- state ------------------------------------------------------------------------------
+    def reset_joints(self, positions: Mapping[str, float],
+                     velocities: Mapping[str, float] | None = None) -> None:
+        """Put joints at positions (and velocities, default 0) at once, without dynamics.
+
+        Joints only in ``velocities`` keep their position. Motor targets are untouched.
+        """
+        velocities = velocities or {}
+        reset, cid, body = pybullet.resetJointState, self._cid, self.robot_id
+        for name in dict.fromkeys([*positions, *velocities]):
+            index = self.joint_index[name]
+            q = float(positions[name]) if name in positions else pybullet.getJointState(
+                body, index, physicsClientId=cid)[0]
+            reset(body, index, q, float(velocities.get(name, 0.0)), physicsClientId=cid)
+
     def save_state(self) -> int:
+        """Save the whole world in PyBullet's memory (not motor targets nor effort commands)."""
         return self._client.saveState()
 
     def restore_state(self, state_id: int) -> None:
         self._client.restoreState(state_id)
+
+    def remove_state(self, state_id: int) -> None:
+        """Free a saved state (old PyBullets lack removeState: then it stays, a small leak)."""
+        try:
+            self._client.removeState(state_id)
+        except (AttributeError, pybullet.error):
+            pass
+
+    @contextmanager
+    def preserved_state(self) -> Iterator[None]:
+        """Move the robot freely inside; afterwards the world is as before (the saved state
+        is restored and freed, also on an exception)."""
+        saved = self.save_state()
+        try:
+            yield
+        finally:
+            self.restore_state(saved)
+            self.remove_state(saved)
 
 
 def render_rgb(world: PhysicsWorld, width: int = 640, height: int = 480,
