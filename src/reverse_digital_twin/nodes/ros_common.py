@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from builtin_interfaces.msg import Duration, Time
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -96,12 +96,18 @@ def check_unknown_parameters(node: Node, argv: Sequence[str] | None = None) -> N
     rclpy silently ignores them, so a typo such as ``allow_partial_joint_goal`` would
     otherwise leave the default in force without a word. The names come from the node's
     command line (``argv``, default ``sys.argv``) read as rcl reads it, and the node's declared
-    parameters from its public API.
+    parameters from its public API. Also gives rclpy's own ``use_sim_time`` a description, so
+    that every parameter of the node is described (``ros2 param describe``).
     """
     import sys  # noqa: PLC0415
 
     from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
     from reverse_digital_twin.ros_params import node_parameters  # noqa: PLC0415
+    sim_time = 'use_sim_time'
+    if node.has_parameter(sim_time) and not node.describe_parameter(sim_time).description:
+        node.set_descriptor(sim_time, ParameterDescriptor(
+            type=ParameterType.PARAMETER_BOOL,
+            description='Follow /clock (simulated time) instead of the wall clock'))
     given = node_parameters(sys.argv if argv is None else argv, node.get_fully_qualified_name())
     unknown = sorted(name for name in given
                      if not node.has_parameter(name)

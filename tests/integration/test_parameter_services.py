@@ -1,0 +1,93 @@
+"""Every node answers the parameter services as `ros2 param list/get/describe/dump` use them.
+
+Real processes over real DDS: the twin graph with the stand-in hardware. For each node, every
+parameter is listed, read and described through rcl_interfaces' services, and the node must
+still be alive afterwards (reading a parameter once killed the emulated controller).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
+from rclpy.node import Node
+
+from reverse_digital_twin.client import wait_for
+from reverse_digital_twin.runner import Stack
+from reverse_digital_twin.stack import NodeSpec, TwinNames, twin_graph
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 30.0
+
+
+def call(node: Node, srv_type: type, name: str, request: Any) -> Any:
+    """One service call with a deadline, as the ros2 CLI makes it."""
+    client = node.create_client(srv_type, name)
+    try:
+        assert client.wait_for_service(timeout_sec=TIMEOUT), f'{name} is not available'
+        future = client.call_async(request)
+        assert wait_for(future.done, TIMEOUT), f'no answer from {name}'
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
+@pytest.fixture(scope='module')
+def graph(ros_node, tmp_path_factory) -> Iterator[tuple[Stack, list[NodeSpec]]]:
+    specs = twin_graph('rdt_arm6', hardware='standin')
+    log_path = tmp_path_factory.mktemp('params') / 'nodes.log'
+    with open(log_path, 'w') as log, Stack(specs, echo=log) as stack:
+        for spec in specs:
+            name = f'{spec.fully_qualified_name}/list_parameters'
+            client = ros_node.create_client(ListParameters, name)
+            up = client.wait_for_service(timeout_sec=60.0)
+            ros_node.destroy_client(client)
+            assert up, f'{name} did not come up: {[p.describe_exit() for p in stack.dead()]}'
+        yield stack, specs
+
+
+def test_names_match_the_graph(graph):
+    names = TwinNames()
+    fqns = {spec.fully_qualified_name for spec in graph[1]}
+    assert {names.sim_node, names.sim_controller, names.hardware_controller, names.standin,
+            names.bridge} <= fqns
+
+
+NODES = [spec.fully_qualified_name for spec in twin_graph('rdt_arm6', hardware='standin')]
+
+
+@pytest.mark.parametrize('node', NODES)
+def test_every_parameter_lists_gets_and_describes(graph, ros_node, node):
+    stack, specs = graph
+    spec = next(s for s in specs if s.fully_qualified_name == node)
+    listed = call(ros_node, ListParameters, f'{node}/list_parameters',
+                  ListParameters.Request(depth=0)).result
+    names = list(listed.names)
+    assert 'use_sim_time' in names and len(names) > 1, names
+
+    values = call(ros_node, GetParameters, f'{node}/get_parameters',
+                  GetParameters.Request(names=names)).values
+    assert len(values) == len(names)
+    got = dict(zip(names, values))
+    assert got['use_sim_time'].type == ParameterType.PARAMETER_BOOL, 'use_sim_time is not set'
+    if node == TwinNames().sim_controller:
+        assert got['use_sim_time'].bool_value, 'the twin controller must follow /clock'
+        assert got['update_rate'].type == ParameterType.PARAMETER_DOUBLE
+        assert got['update_rate'].double_value > 0
+    unset = [n for n, v in got.items() if v.type == ParameterType.PARAMETER_NOT_SET]
+    assert not unset, f'{node}: parameters without a value: {unset}'
+
+    descriptors = call(ros_node, DescribeParameters, f'{node}/describe_parameters',
+                       DescribeParameters.Request(names=names)).descriptors
+    assert [d.name for d in descriptors] == names
+    undescribed = [d.name for d in descriptors if not d.description.strip()]
+    assert not undescribed, f'{node}: parameters without a description: {undescribed}'
+
+    alive = [p for p in stack.processes if p.spec is spec]
+    assert alive and alive[0].popen.poll() is None, alive[0].describe_exit()
+    assert not stack.dead(), [p.describe_exit() for p in stack.dead()]
+    again = call(ros_node, ListParameters, f'{node}/list_parameters',
+                 ListParameters.Request(depth=0)).result
+    assert list(again.names) == names, 'the node stopped answering'
