@@ -4,9 +4,16 @@ A :class:`Predictor` owns its own PyBullet world (same URDF, scene and physics r
 live twin) and rolls a trajectory out in it through the same control law as the emulated
 controller (:class:`~reverse_digital_twin.core.controller.TrajectoryController`), free-running
 as fast as the machine allows. The result is a :class:`Verdict`: safe or not, and why, in
-terms a person can act on (which link hits what, when and where; which joint exceeds which
-limit; what the controller would report). Every predict() starts from the same saved world
-state, so the same question always gets the bit-identical answer.
+terms a person can act on (which link hits what, when and where, the robot's own links
+included; which joint exceeds which limit; what the controller would report). Every predict()
+starts from the same saved world state, so the same question always gets the bit-identical
+answer.
+
+Self-collision: the prediction world has PyBullet's self-collision on, except for the link
+pairs that touch by design (:mod:`~reverse_digital_twin.core.self_collision`: adjacent links
+and pairs already touching in the home pose). That adds no work per step in Python (PyBullet's
+broadphase finds the pairs) and changes nothing until two links touch, which is unsafe anyway.
+The live twin keeps its dynamics: self-collision stays off there.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from reverse_digital_twin.core.goal import TrajectoryGoal
 from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
 from reverse_digital_twin.core.robot_model import RobotModel
 from reverse_digital_twin.core.scene import Scene
+from reverse_digital_twin.core.self_collision import HOME_CONTACT_MARGIN, ignored_link_pairs
 from reverse_digital_twin.core.tolerances import SegmentTolerances, check_tolerances
 from reverse_digital_twin.core.trajectory import JointSample
 
@@ -131,7 +139,9 @@ class Predictor:
         horizon_after_end: how long after the trajectory end to wait for the controller's
             outcome when the goal_time tolerance is shorter (s).
         initial_positions: positions of joints that predict() is not told about (e.g. fingers
-            the controller does not command), as in the live twin; others start at 0.
+            the controller does not command), as in the live twin; others start at 0. Also the
+            home pose in which touching link pairs are exempt from self-collision.
+        self_collision: check the robot's links against each other (the default).
     """
 
     def __init__(self, model: RobotModel, urdf_path: str, scene: Scene | None,
@@ -139,7 +149,8 @@ class Predictor:
                  motors: MotorSettings = MotorSettings(), command_delay_cycles: int = 0,
                  allowed_contacts: Iterable[tuple[str, str]] = (),
                  velocity_margin: float = 1.05, horizon_after_end: float = 1.0,
-                 initial_positions: Mapping[str, float] | None = None) -> None:
+                 initial_positions: Mapping[str, float] | None = None,
+                 self_collision: bool = True) -> None:
         for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'{name} must be a positive number of Hz, got {value}')
@@ -171,10 +182,24 @@ class Predictor:
         self._units = [('m', 'm/s', 'N') if movable[j].type == 'prismatic'
                        else ('rad', 'rad/s', 'N*m') for j in self._joints]
         self.world = PhysicsWorld(model, urdf_path, scene, physics_rate, motors,
-                                  initial_positions)
+                                  initial_positions, self_collision=self_collision)
+        self._robot_links = frozenset(model.links)
+        self.ignored_link_pairs: frozenset[frozenset[str]] = frozenset()
+        if self_collision:
+            home = [(a, b) for a, b, _ in self.world.link_pairs_within(HOME_CONTACT_MARGIN)]
+            self.ignored_link_pairs = frozenset(ignored_link_pairs(model, home))
+            for pair in sorted(tuple(sorted(p)) for p in self.ignored_link_pairs):
+                self.world.ignore_link_pair(*pair)
         self._movable = self.world.movable_joints
         self._indices = [self.world.joint_index[j] for j in self._joints]
-        self._torque_commands = 'effort' in config.command_interfaces
+        self._torque_joints = self._joints if 'effort' in config.command_interfaces else ()
+        # A motor saturates in a cycle when its mean effort over the cycle's n steps reaches
+        # EFFORT_SATURATION * limit; as no step exceeds the limit, every step then is at least
+        # this floor, so a cycle stops reading a joint's effort after its first step below it.
+        n = self.steps_per_cycle
+        self._effort_floor = [
+            n * EFFORT_SATURATION * lim.effort - (n - 1) * lim.effort * (1.0 + 1e-6)
+            if math.isfinite(lim.effort) else math.inf for lim in self._limits]
         self._initial_state = self.world.save_state()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -241,14 +266,11 @@ class Predictor:
         if bad:
             raise ValueError(f'start state is not finite for joints {sorted(set(bad))}')
         world = self.world
-        c = world.client
         world.restore_state(self._initial_state)
         world.steps = 0
-        for name in self._movable:
-            index = world.joint_index[name]
-            q = float(positions[name]) if name in positions else c.getJointState(
-                world.robot_id, index)[0]
-            c.resetJointState(world.robot_id, index, q, float(velocities.get(name, 0.0)))
+        current = dict(zip(self._movable, world.joint_positions(self._movable)))
+        world.reset_joints({n: positions.get(n, current[n]) for n in self._movable},
+                           {n: velocities.get(n, 0.0) for n in self._movable})
         # Motor targets are not part of the saved state: every joint holds its start position.
         held = world.read_state(self._movable)
         world.apply_command(self._movable, positions=held.positions.tolist())
@@ -262,9 +284,13 @@ class Predictor:
         return JointSample(positions, v, np.zeros(n))
 
     def _allowed(self, link: str, other: str) -> bool:
-        root = self.model.root_link
-        if link == root or other == root:
-            return True
+        if other in self._robot_links:  # self-contact: only pairs touching by design
+            if frozenset((link, other)) in self.ignored_link_pairs:
+                return True
+        else:
+            root = self.model.root_link
+            if link == root or other == root:  # what the robot stands on
+                return True
         return any(fnmatchcase(link, a) and fnmatchcase(other, b)
                    for a, b in self.allowed_contacts)
 
@@ -330,21 +356,39 @@ class _Rollout:
                 if not self.command_errors:
                     self.command_errors.append(
                         f'the sim would refuse a command at {world.time:.2f} s and hold: {exc}')
-        # Efforts are summed over every physics step: a single sample cannot tell a motor
-        # pushing against something from one chattering at the limit.
-        effort = np.zeros(len(p._joints))
-        if p._torque_commands:  # PhysicsWorld knows the commanded torques
-            joints = list(p._joints)
-            for _ in range(p.steps_per_cycle):
-                world.step(1)
-                effort += world.read_state(joints).efforts
-        else:  # the motor's applied torque, read the cheap way (this runs every physics step)
-            get_states, body, indices = world.client.getJointStates, world.robot_id, p._indices
-            for _ in range(p.steps_per_cycle):
-                world.step(1)
-                effort += [s[3] for s in get_states(body, indices)]
-        self._check_effort(effort / p.steps_per_cycle)
+        self._check_effort(self._step_cycle())
         self._check_contacts(world.time)
+
+    def _step_cycle(self) -> np.ndarray:
+        """Step one control period; the mean effort per joint over its steps where it may be
+        saturated, else 0.
+
+        Efforts are summed over every physics step: a single sample cannot tell a motor
+        pushing against something from one chattering at the limit. A joint's effort is read
+        only while every step so far reached the saturation floor (Predictor._effort_floor):
+        below it once, the mean cannot reach the threshold. Usually no joint is near it after
+        the first step, and the rest of the cycle steps without reading anything.
+        """
+        p, world = self.p, self.p.world
+        n = p.steps_per_cycle
+        indices, torque_joints, floor = p._indices, p._torque_joints, p._effort_floor
+        world.step(1)
+        sums = world.efforts(indices, torque_joints)
+        live = [i for i, e in enumerate(sums) if abs(e) >= floor[i]]
+        done = 1
+        while live and done < n:
+            world.step(1)
+            done += 1
+            efforts = world.efforts(indices, torque_joints)
+            for i in live:
+                sums[i] += efforts[i]
+            live = [i for i in live if abs(efforts[i]) >= floor[i]]
+        if done < n:
+            world.step(n - done)
+        mean = np.zeros(len(sums))
+        for i in live:
+            mean[i] = sums[i] / n
+        return mean
 
     def _check_contacts(self, t: float) -> None:
         for link, other, position, depth in self.p.world.contacts():
