@@ -90,3 +90,45 @@ def test_divergence_beyond_threshold_names_joint_and_time():
     assert event.error == pytest.approx(-0.2 + 0.05, abs=0.01)  # nearest prediction in the window
     assert event.time == 1.0
     assert 'joint b' in event.describe() and '1.00 s' in event.describe()
+
+
+def test_switch_and_arm_rules_are_one_function_with_one_message() -> None:
+    from reverse_digital_twin.core.bridge_logic import TargetSwitch
+    switch = TargetSwitch()
+    target, why = switch.request_switch('bogus')
+    assert target is None and 'unknown target' in why
+    target, why = switch.request_switch('hardware')
+    assert target is None and 'not armed' in why
+    assert switch.request_arm(True) is None and switch.armed
+    target, why = switch.request_switch('shadow', hardware_silence=3.0, hardware_deadline=0.2)
+    assert target is None and 'no joint states from the hardware for 3.00 s' in why
+    target, why = switch.request_switch('shadow', hardware_silence=0.01, hardware_deadline=0.2)
+    assert target is Target.SHADOW and why is None
+    assert 'switch to sim first' in switch.request_arm(False)
+    assert switch.armed
+    switch.goal_active = True
+    assert 'between goals' in switch.request_switch('sim')[1]
+    assert switch.request_switch('shadow') == (Target.SHADOW, None)  # no change mid-goal
+
+
+def test_start_time_from_the_stamp() -> None:
+    from reverse_digital_twin.core.bridge_logic import StartTime
+    start, why = StartTime.read(0.0, 1000.0, 4.0, 60.0)
+    assert why is None and start.delay == 0.0 and not start.stamped
+    start, why = StartTime.read(1000.5, 1000.0, 4.0, 60.0)  # "0.5 s from now"
+    assert why is None and abs(start.delay - 0.5) < 1e-9 and start.stamped
+    # in the target's clock (sim time 12.0 now, 0.1 s elapsed since read): 12.4
+    assert abs(start.target_stamp(12.0, 0.1) - 12.4) < 1e-9
+    start, why = StartTime.read(1000.0 + 3600, 1000.0, 4.0, 60.0)
+    assert start is None and 'in the future' in why and 'max_start_delay' in why
+    start, why = StartTime.read(990.0, 1000.0, 4.0, 60.0)
+    assert start is None and 'in the past' in why
+    start, why = StartTime.read(998.0, 1000.0, 4.0, 60.0)  # begun 2 s ago, 2 s left
+    assert why is None and start.delay == -2.0
+
+
+def test_prediction_deadline_scales_with_the_goal_and_is_capped() -> None:
+    from reverse_digital_twin.core.bridge_logic import prediction_deadline
+    assert prediction_deadline(4.0, 0.0, 1.0, 10.0, 5.0, 600.0) == 11.0
+    assert prediction_deadline(900.0, 0.5, 1.0, 10.0, 5.0, 600.0) == 10.0 + 901.5 / 5.0
+    assert prediction_deadline(1e6, 0.0, 1.0, 10.0, 5.0, 600.0) == 600.0

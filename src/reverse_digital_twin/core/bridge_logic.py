@@ -36,7 +36,11 @@ class Target(str, Enum):
 
 
 class TargetSwitch:
-    """Active target, hardware arming, and the rule that switches happen between goals."""
+    """Active target, hardware arming, and the rules for changing them.
+
+    The bridge's service and its parameters both go through :meth:`request_switch` and
+    :meth:`request_arm`, so the two paths refuse the same things with the same words.
+    """
 
     def __init__(self, target: Target = Target.SIM, armed: bool = False) -> None:
         self.target = target
@@ -46,21 +50,50 @@ class TargetSwitch:
             raise ValueError(f'target {target.value!r} needs the hardware armed '
                              '(hardware_armed: true)')
 
-    def check_switch(self, target: Target) -> str | None:
-        """Why a switch to `target` is refused now, or None."""
-        if self.goal_active:
+    def check_switch(self, target: Target, hardware_silence: float = 0.0,
+                     hardware_deadline: float = math.inf) -> str | None:
+        """Why a switch to `target` is refused now, or None.
+
+        ``hardware_silence`` is how long the hardware's joint states have been silent and
+        ``hardware_deadline`` how long they may be before the hardware counts as lost.
+        """
+        if self.goal_active and target is not self.target:
             return (f'refused to switch to {target.value}: a goal is executing on '
                     f'{self.target.value}; switch between goals')
         if target.uses_hardware and not self.armed:
             return (f'refused to switch to {target.value}: the hardware is not armed '
-                    '(call ~/arm_hardware with data: true)')
+                    '(call ~/arm_hardware with data: true, or set hardware_armed)')
+        if target.uses_hardware and hardware_silence > hardware_deadline:
+            return (f'refused to switch to {target.value}: no joint states from the hardware '
+                    f'for {hardware_silence:.2f} s')
         return None
+
+    def request_switch(self, name: str, hardware_silence: float = 0.0,
+                       hardware_deadline: float = math.inf) -> tuple[Target | None, str | None]:
+        """Switch to the target called `name`: (new target, None) or (None, why not)."""
+        try:
+            target = Target.parse(name)
+        except ValueError as exc:
+            return None, str(exc)
+        reason = self.check_switch(target, hardware_silence, hardware_deadline)
+        if reason is not None:
+            return None, reason
+        self.target = target
+        return target, None
 
     def switch(self, target: Target) -> str | None:
         reason = self.check_switch(target)
         if reason is None:
             self.target = target
         return reason
+
+    def request_arm(self, armed: bool) -> str | None:
+        """Arm or disarm: None, or why not (disarming while goals go to the hardware)."""
+        if not armed and self.target.uses_hardware:
+            return (f'refused to disarm while the target is {self.target.value}; switch to '
+                    'sim first')
+        self.armed = bool(armed)
+        return None
 
     def disarm(self) -> None:
         """Drop hardware readiness (hardware lost); goals fall back to needing a re-arm."""
@@ -109,6 +142,56 @@ def execution_timeout(duration: float, goal_time: float = 0.0, scale: float = 1.
                       margin: float = 0.5) -> float:
     """How long to wait for a result before declaring the target dead (MoveIt's rule)."""
     return scale * (duration + goal_time) + margin
+
+
+@dataclass(frozen=True)
+class StartTime:
+    """When a goal starts, read from its ``header.stamp`` in the bridge's clock.
+
+    A client of a real robot stamps "start 0.5 s from now" in its own clock; the target behind
+    the bridge may run on sim time or wall time. The bridge turns the stamp into a delay and
+    restamps the goal in the target's clock (:meth:`target_stamp`).
+    """
+
+    delay: float  # s from now; 0 for an unstamped goal ("start now"), < 0 if already begun
+    stamped: bool
+
+    @staticmethod
+    def read(stamp: float, now: float, duration: float,
+             max_delay: float) -> tuple['StartTime | None', str | None]:
+        """(start, None), or (None, why the start time is refused)."""
+        if stamp == 0.0:
+            return StartTime(0.0, False), None
+        if not math.isfinite(stamp):
+            return None, f'header.stamp {stamp} is not a time'
+        delay = stamp - now
+        if delay > max_delay:
+            return None, (f'the trajectory starts {delay:.1f} s in the future (header.stamp), '
+                          f'more than the bridge allows ({max_delay:g} s, parameter '
+                          'max_start_delay); is the stamp in the right clock?')
+        if delay + duration < 0.0:
+            return None, (f'the trajectory ended {-(delay + duration):.1f} s ago (header.stamp '
+                          '+ the last time_from_start is in the past); stamp it with the '
+                          'current time or leave it 0 to start now')
+        return StartTime(delay, True), None
+
+    def target_stamp(self, target_now: float, elapsed: float) -> float:
+        """The start in the target's clock: its time now plus what is left of the delay.
+
+        ``elapsed`` is the time that passed since the delay was read.
+        """
+        return target_now + self.delay - elapsed
+
+
+def prediction_deadline(duration: float, delay: float, settling: float, base: float,
+                        min_speed: float, cap: float) -> float:
+    """How long the bridge waits for the twin's verdict (wall s).
+
+    A rollout simulates the start delay, the trajectory and the settling; the twin must do it
+    at least ``min_speed`` x real time. ``cap`` bounds absurd goals.
+    """
+    simulated = max(delay, 0.0) + max(duration, 0.0) + max(settling, 0.0)
+    return min(base + simulated / max(min_speed, 1e-6), cap)
 
 
 def start_deviation(first_positions: Sequence[float], measured: Sequence[float],

@@ -1,7 +1,7 @@
 """Bridge node: the driver interface clients talk to, in front of the twin and the hardware.
 
 Serves ``~/follow_joint_trajectory`` (node name = the controller name clients already use),
-asks the twin for a verdict on every goal, refuses unsafe ones with the reason in
+asks the twin's planner for a verdict on every goal, refuses unsafe ones with the reason in
 ``error_string``, and forwards the rest to the active target's own driver interface: the twin's
 emulated controller (``sim``), the hardware driver (``hardware``), or the hardware with its
 measured states checked against the twin's prediction (``shadow``). Feedback, results and
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from action_msgs.msg import GoalStatus
+from action_msgs.msg import GoalStatus as ActionStatus
 from control_msgs.action import FollowJointTrajectory
 from control_msgs.msg import JointTrajectoryControllerState
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
@@ -33,14 +33,24 @@ from rdt_interfaces.msg import BridgeStatus, Divergence, Verdict
 from rdt_interfaces.srv import PredictTrajectory, SwitchTarget
 
 from reverse_digital_twin.core.bridge_logic import DivergenceMonitor, StalenessMonitor, Target
-from reverse_digital_twin.core.bridge_logic import TargetSwitch, execution_timeout
-from reverse_digital_twin.core.bridge_logic import start_deviation
+from reverse_digital_twin.core.bridge_logic import StartTime, TargetSwitch, execution_timeout
+from reverse_digital_twin.core.bridge_logic import prediction_deadline, start_deviation
 from reverse_digital_twin.core.controller import ErrorCode, PREEMPTED_MESSAGE
 from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
+from reverse_digital_twin.core.goal_lifecycle import SingleGoalSlot, report
+from reverse_digital_twin.nodes.awaiting import await_within
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
+from reverse_digital_twin.nodes.ros_common import to_time
+from reverse_digital_twin.stack import TwinNames
 
 Result = FollowJointTrajectory.Result
+_NAMES = TwinNames()
+#: Settling the twin simulates after a trajectory's end when the goal sets no goal_time.
+DEFAULT_SETTLING = 1.0
+#: A refused goal's message says what happened to the goal that was running.
+REFUSED_WHILE_RUNNING = ' (the goal already running was left alone and continues)'
 
 
 @dataclass
@@ -51,23 +61,51 @@ class TargetLink:
     controller: str
     action: ActionClient
     joint_states: JointState | None = None
+    arrival: float = 0.0  # steady time the last joint state arrived
     monitor: StalenessMonitor = field(default_factory=StalenessMonitor)
+
+    def clock_at(self, steady: float) -> float | None:
+        """The target's own clock (its joint_states stamps) at a steady time of the bridge."""
+        if self.joint_states is None:
+            return None
+        return seconds(self.joint_states.header.stamp) + (steady - self.arrival)
+
+
+@dataclass
+class Screening:
+    """What the goal callback learnt about a goal before accepting it."""
+
+    start: StartTime | None
+    refusal: str | None = None  # accepted only to be refused with this reason
+    verdict: Verdict | None = None
+    read_at: float = 0.0  # steady time the start delay was read
+    origin: float = 0.0  # steady time of the prediction's t = 0 (its start state's arrival)
 
 
 @dataclass
 class Execution:
-    """One client goal on its way through the bridge."""
+    """One client goal on its way through the bridge (the data of its GoalRecord)."""
 
-    client: ServerGoalHandle
-    done: Future
     target: Target
+    screening: Screening
     link: TargetLink | None = None
     target_goal: object | None = None  # ClientGoalHandle
-    forwarded: float = 0.0  # wall time the goal was sent to the target (watchdogs start)
-    started: float = 0.0  # wall time the target accepted it (time zero of the prediction)
+    superseded: object | None = None  # the preempted goal's target goal, until this one runs
+    forwarded: float = 0.0  # steady time the goal was sent to the target (watchdogs start)
+    started: float = 0.0  # steady time the target accepted it
     timeout: float = math.inf
     divergence: DivergenceMonitor | None = None
-    verdict: Verdict | None = None
+    stop_target: bool = True  # on an early end, cancel the target's goal (it then holds)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.screening.verdict
+
+    def prediction_time(self, now: float) -> float:
+        """Time into the prediction (its t = 0 is its start state) for a steady time."""
+        if self.screening.start is not None and self.screening.start.stamped:
+            return now - self.screening.origin
+        return now - self.started
 
 
 class Bridge(Node):
@@ -75,18 +113,17 @@ class Bridge(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('joint_trajectory_controller', **kwargs)
-        sim_ctrl = declare(self, 'sim_controller', '/sim/joint_trajectory_controller',
+        sim_ctrl = declare(self, 'sim_controller', _NAMES.sim_controller,
                            'The twin\'s emulated controller (fully qualified)', True)
-        hw_ctrl = declare(self, 'hardware_controller', '/hw/joint_trajectory_controller',
+        hw_ctrl = declare(self, 'hardware_controller', _NAMES.hardware_controller,
                           'The hardware driver\'s trajectory controller (fully qualified), e.g. '
                           '/scaled_joint_trajectory_controller for a UR', True)
-        sim_js = declare(self, 'sim_joint_states', '/sim/joint_states',
+        sim_js = declare(self, 'sim_joint_states', _NAMES.sim_joint_states,
                          'joint_states of the twin', True)
-        hw_js = declare(self, 'hardware_joint_states', '/hw/joint_states',
+        hw_js = declare(self, 'hardware_joint_states', _NAMES.hardware_joint_states,
                         'joint_states of the hardware', True)
-        self.predict_service = declare(self, 'predict_service',
-                                       '/sim/pybullet_sim/predict_trajectory',
-                                       'The twin\'s prediction service', True)
+        self.predict_service = declare(self, 'predict_service', _NAMES.predict_trajectory,
+                                       'The twin planner\'s prediction service', True)
         target = declare(self, 'target', 'sim', 'Active target: sim | hardware | shadow')
         armed = bool(declare(self, 'hardware_armed', False,
                              'Allow goals to reach the hardware (needed for hardware/shadow)'))
@@ -106,7 +143,7 @@ class Bridge(Node):
         self.timeout_margin = float(declare(self, 'execution_timeout_margin', 0.5,
                                             'Result deadline = scale x duration + margin (s)',
                                             True))
-        stale_min = float(declare(self, 'joint_state_timeout_min', 0.2,
+        stale_min = float(declare(self, 'joint_state_timeout_min', 0.05,
                                   'Hardware lost when joint states pause longer than '
                                   'max(this, factor x 99th percentile of recent gaps) (s)',
                                   True))
@@ -116,8 +153,19 @@ class Bridge(Node):
             self, 'sim_joint_state_timeout_min', 1.0,
             'Like joint_state_timeout_min, for the twin (a slow twin is not a lost robot) (s)',
             True))
-        self.prediction_timeout = float(declare(self, 'prediction_timeout', 10.0,
-                                                'Wall seconds to wait for the twin\'s verdict'))
+        self.prediction_timeout = float(declare(
+            self, 'prediction_timeout', 10.0,
+            'Wall seconds to wait for the twin\'s verdict, plus the simulated time of the goal '
+            'divided by prediction_min_speed'))
+        self.prediction_min_speed = float(declare(
+            self, 'prediction_min_speed', 4.0,
+            'Slowest prediction the bridge waits for, in simulated seconds per wall second'))
+        self.prediction_timeout_cap = float(declare(
+            self, 'prediction_timeout_cap', 600.0,
+            'Longest wait for a verdict (wall s), whatever the goal\'s length'))
+        self.max_start_delay = float(declare(
+            self, 'max_start_delay', 60.0,
+            'A goal whose header.stamp lies further in the future (s) is refused'))
         check_unknown_parameters(self)
         try:
             self.switch = TargetSwitch(Target.parse(target), armed)
@@ -138,9 +186,11 @@ class Bridge(Node):
                 monitor=StalenessMonitor(stale_min, stale_factor)),
         }
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
-        self._execution: Execution | None = None
-        self._verdicts: dict[int, Verdict] = {}  # goal request id -> verdict, until accepted
-        self._last_event = 'started'
+        self.goals: SingleGoalSlot[Execution] = SingleGoalSlot(Future, self._on_goal_finished)
+        self._screened: list[tuple[FollowJointTrajectory.Goal, Screening]] = []
+        self._starting: list[GoalRecord[Execution]] = []  # accepted, execute not yet called
+        self._stream_pending: JointTrajectory | None = None  # newest streamed trajectory
+        self._stream_busy = False
         self._predict_client = self.create_client(PredictTrajectory, self.predict_service,
                                                   callback_group=self._clients_group)
         self._joint_states_pub = self.create_publisher(JointState, 'joint_states',
@@ -167,13 +217,12 @@ class Bridge(Node):
                                  SYSTEM_DEFAULT_QOS)
         # Clients wait for this action server: offer it only once the twin can answer.
         self._server: ActionServer | None = None
-        self._ready_timer = self.create_timer(0.05, self._serve_when_ready, clock=Clock(
-            clock_type=ClockType.STEADY_TIME))
+        self._ready_timer = self.create_timer(0.05, self._serve_when_ready, clock=self._wall)
         self.create_service(SwitchTarget, '~/switch_target', self._on_switch)
         self.create_service(SetBool, '~/arm_hardware', self._on_arm)
         self._syncing = False  # True while the node mirrors a service call into its parameters
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(0.01, self._watch, clock=self._wall)
+        self._watch_timer = self.create_timer(0.01, self._watch, clock=self._wall)
         self._publish_status('started')
         self.get_logger().info(f'target {self.switch.target.value}; sim {sim_ctrl}, hardware '
                                f'{hw_ctrl}')
@@ -207,32 +256,36 @@ class Bridge(Node):
         return self.links['hardware' if target.uses_hardware else 'sim']
 
     def _publish_status(self, event: str) -> None:
-        self._last_event = event
         hw = self.links['hardware']
         msg = BridgeStatus(active_target=self.switch.target.value,
                            hardware_armed=self.switch.armed,
                            hardware_alive=not hw.monitor.stale(self._now()),
-                           goal_active=self._execution is not None, last_event=event)
+                           goal_active=self.goals.active is not None, last_event=event)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(msg)
 
     # --- state relays -------------------------------------------------------------------------
     def _on_joint_states(self, name: str, msg: JointState) -> None:
         link = self.links[name]
-        link.joint_states = msg
-        link.monitor.arrived(self._now())
         if link is self._active_link():
-            self._joint_states_pub.publish(msg)
-        execution = self._execution
-        if execution is not None and execution.divergence is not None \
-                and execution.link is link and execution.started > 0:
-            self._check_divergence(execution, msg)
+            self._joint_states_pub.publish(msg)  # relay first: nothing else on the hot path
+        now = self._now()
+        link.joint_states = msg
+        link.arrival = now
+        link.monitor.arrived(now)
+        record = self.goals.active
+        if record is not None:
+            execution = record.data
+            if execution.divergence is not None and execution.link is link \
+                    and execution.started > 0:
+                self._check_divergence(record, msg, now)
 
     def _on_controller_state(self, name: str, msg: JointTrajectoryControllerState) -> None:
         if self.links[name] is self._active_link():
             self._state_pub.publish(msg)
 
-    def _measured(self, link: TargetLink, joints: list[str]) -> list[float] | None:
+    @staticmethod
+    def _measured(link: TargetLink, joints: list[str]) -> list[float] | None:
         msg = link.joint_states
         if msg is None:
             return None
@@ -241,41 +294,39 @@ class Bridge(Node):
             return None
         return [msg.position[index[j]] for j in joints]
 
-    # --- switching ------------------------------------------------------------------------------
+    # --- switching and arming: one rule set for the services and the parameters ---------------
+    def _switch_to(self, name: str) -> str | None:
+        hw = self.links['hardware']
+        now = self._now()
+        target, reason = self.switch.request_switch(name, hw.monitor.silence(now),
+                                                    hw.monitor.deadline)
+        if target is not None:
+            self._publish_status(f'switched to {target.value}')
+        return reason
+
+    def _arm(self, armed: bool) -> str | None:
+        reason = self.switch.request_arm(armed)
+        if reason is None:
+            self._publish_status('hardware armed' if armed else 'hardware disarmed')
+        return reason
+
     def _on_switch(self, request: SwitchTarget.Request, response: SwitchTarget.Response):
-        try:
-            target = Target.parse(request.target)
-        except ValueError as exc:
-            response.success, response.message = False, str(exc)
-        else:
-            reason = self._check_hardware_alive(target) or self.switch.switch(target)
-            response.success = reason is None
-            response.message = reason or f'now routing goals to {target.value}'
-            if reason is None:
-                self._sync_parameter('target', target.value)
-                self._publish_status(f'switched to {target.value}')
+        reason = self._switch_to(request.target)
+        response.success = reason is None
+        response.message = reason or f'now routing goals to {self.switch.target.value}'
+        if reason is None:
+            self._sync_parameter('target', self.switch.target.value)
         response.active_target = self.switch.target.value
         self.get_logger().info(f'switch to {request.target!r}: {response.message}')
         return response
 
-    def _check_hardware_alive(self, target: Target) -> str | None:
-        hw = self.links['hardware']
-        if target.uses_hardware and hw.monitor.stale(self._now()):
-            return (f'refused to switch to {target.value}: no joint states from the hardware '
-                    f'({hw.controller}) for {hw.monitor.silence(self._now()):.2f} s')
-        return None
-
     def _on_arm(self, request: SetBool.Request, response: SetBool.Response):
-        if not request.data and self.switch.target.uses_hardware:
-            response.success = False
-            response.message = (f'cannot disarm while the target is {self.switch.target.value};'
-                                ' switch to sim first')
-        else:
-            self.switch.armed = bool(request.data)
+        reason = self._arm(bool(request.data))
+        response.success = reason is None
+        response.message = reason or ('hardware armed' if self.switch.armed
+                                      else 'hardware disarmed')
+        if reason is None:
             self._sync_parameter('hardware_armed', self.switch.armed)
-            response.success = True
-            response.message = 'hardware armed' if self.switch.armed else 'hardware disarmed'
-            self._publish_status(response.message)
         return response
 
     def _sync_parameter(self, name: str, value) -> None:
@@ -289,24 +340,18 @@ class Bridge(Node):
         if self._syncing:
             return SetParametersResult(successful=True)
         for p in params:
+            reason = None
             if p.name == 'target':
-                try:
-                    target = Target.parse(str(p.value))
-                except ValueError as exc:
-                    return SetParametersResult(successful=False, reason=str(exc))
-                reason = self._check_hardware_alive(target) or self.switch.switch(target)
-                if reason is not None:
-                    return SetParametersResult(successful=False, reason=reason)
-                self._publish_status(f'switched to {target.value}')
+                reason = self._switch_to(str(p.value))
             elif p.name == 'hardware_armed':
-                if not p.value and self.switch.target.uses_hardware:
-                    return SetParametersResult(successful=False,
-                                               reason='switch to sim before disarming')
-                self.switch.armed = bool(p.value)
-                self._publish_status('hardware armed' if p.value else 'hardware disarmed')
+                reason = self._arm(bool(p.value))
             elif p.name in ('predict', 'start_tolerance', 'divergence_threshold',
-                            'divergence_time_slack', 'prediction_timeout'):
+                            'divergence_time_slack', 'prediction_timeout',
+                            'prediction_min_speed', 'prediction_timeout_cap',
+                            'max_start_delay'):
                 setattr(self, p.name, p.value)
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     # --- goals ----------------------------------------------------------------------------------
@@ -320,87 +365,139 @@ class Bridge(Node):
         if self.switch.target.uses_hardware and not self.switch.armed:
             self.get_logger().error('Goal rejected: the hardware is not armed')
             return GoalResponse.REJECT
-        if not self.predict:
-            return GoalResponse.ACCEPT
-        verdict = await self._predict(request, link)
-        if verdict is None:
+        trajectory = request.trajectory
+        duration = seconds(trajectory.points[-1].time_from_start) if trajectory.points else 0.0
+        read_at = self._now()
+        start, why = StartTime.read(seconds(trajectory.header.stamp),
+                                    self.get_clock().now().nanoseconds * 1e-9, duration,
+                                    self.max_start_delay)
+        if start is None and 'in the past' in (why or ''):
+            # upstream rejects a goal that ended before it arrived (OLD_HEADER_TIMESTAMP)
+            self.get_logger().error(f'Goal rejected: {why}')
             return GoalResponse.REJECT
-        if verdict.predicted_error_code == int(ErrorCode.INVALID_GOAL):
-            self.get_logger().error(f'Goal rejected: {verdict.summary}')
-            return GoalResponse.REJECT
-        self._verdicts[id(request)] = verdict
+        screening = Screening(start, why, read_at=read_at)
+        if start is not None and self.predict:
+            verdict = await self._predict(trajectory, request, link, screening)
+            if verdict is None:
+                return GoalResponse.REJECT
+            if verdict.predicted_error_code == int(ErrorCode.INVALID_GOAL):
+                self.get_logger().error(f'Goal rejected: {verdict.summary}')
+                return GoalResponse.REJECT
+            screening.verdict = verdict
+        self._screened.append((request, screening))
+        del self._screened[:-16]  # screenings of goals rclpy never handed over
         return GoalResponse.ACCEPT
 
-    async def _predict(self, request: FollowJointTrajectory.Goal,
-                       link: TargetLink) -> Verdict | None:
+    def _restamped(self, trajectory: JointTrajectory, link: TargetLink,
+                   screening: Screening) -> JointTrajectory:
+        """The trajectory with its start in the target's clock (unchanged when unstamped)."""
+        start = screening.start
+        if start is None or not start.stamped:
+            return trajectory
+        target_now = link.clock_at(screening.read_at)
+        if target_now is None:
+            return trajectory
+        out = JointTrajectory(joint_names=trajectory.joint_names, points=trajectory.points)
+        out.header.frame_id = trajectory.header.frame_id
+        out.header.stamp = to_time(max(start.target_stamp(target_now, 0.0), 1e-9))
+        return out
+
+    async def _predict(self, trajectory: JointTrajectory, request: FollowJointTrajectory.Goal,
+                       link: TargetLink, screening: Screening) -> Verdict | None:
+        """The twin's verdict on the trajectory from the target's measured state, or None.
+
+        ``request`` carries the tolerances. The wait scales with the goal's simulated time,
+        so long goals (painting, welding, inspection paths) are predicted, not timed out.
+        """
         if not self._predict_client.service_is_ready():
             self.get_logger().error(f'Goal rejected: the twin\'s prediction service '
                                     f'{self.predict_service} is not available')
             return None
-        query = PredictTrajectory.Request(trajectory=request.trajectory,
-                                          path_tolerance=request.path_tolerance,
-                                          goal_tolerance=request.goal_tolerance,
-                                          goal_time_tolerance=request.goal_time_tolerance)
+        query = PredictTrajectory.Request(
+            trajectory=self._restamped(trajectory, link, screening),
+            path_tolerance=request.path_tolerance, goal_tolerance=request.goal_tolerance,
+            goal_time_tolerance=request.goal_time_tolerance)
         if link.joint_states is not None:
             query.start_state = link.joint_states  # the forked world starts where the target is
-        answer: Future = Future()
+            screening.origin = link.arrival
+        duration = seconds(trajectory.points[-1].time_from_start) if trajectory.points else 0.0
+        settling = seconds(query.goal_time_tolerance) or DEFAULT_SETTLING
+        timeout = prediction_deadline(duration, screening.start.delay if screening.start
+                                      else 0.0, settling, self.prediction_timeout,
+                                      self.prediction_min_speed, self.prediction_timeout_cap)
         call = self._predict_client.call_async(query)
-        call.add_done_callback(lambda done: answer.done() or answer.set_result(done.result()))
-
-        def give_up() -> None:
-            timer.cancel()
-            if not answer.done():
-                answer.set_result(None)
-        timer = self.create_timer(self.prediction_timeout, give_up, clock=self._wall,
-                                  callback_group=self._clients_group)
-        response = await answer
-        timer.cancel()
-        self.destroy_timer(timer)
-        if response is None:
+        answered, response = await await_within(self, call, timeout, self._wall,
+                                                self._clients_group)
+        if not answered:
             self._predict_client.remove_pending_request(call)
             self.get_logger().error(f'Goal rejected: the twin gave no verdict within '
-                                    f'{self.prediction_timeout:g} s')
+                                    f'{timeout:.1f} s')
             return None
         return response.verdict
 
+    def _take_screening(self, request) -> Screening:
+        for i, (screened, screening) in enumerate(self._screened):
+            if screened is request:
+                del self._screened[i]
+                return screening
+        return Screening(None, 'no verdict from the twin for this goal; nothing was moved')
+
     def _on_accepted(self, handle: ServerGoalHandle) -> None:
-        previous = self._execution
-        if previous is not None:
-            # Stop the target too: if the new goal is refused, nothing may keep moving.
-            self._finish(previous, 'aborted', int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE)
-        verdict = self._verdicts.pop(id(handle.request), None)
-        self._verdicts.clear()  # verdicts of goals that never got here are stale
-        self._execution = Execution(handle, Future(), self.switch.target, verdict=verdict)
-        self.switch.goal_active = True
-        self._publish_status('goal accepted')
+        screening = self._take_screening(handle.request)
+        execution = Execution(self.switch.target, screening)
+        refusal = self._refusal(handle.request, execution)
+        if refusal is not None:
+            # A refused goal changes nothing: the goal already running keeps running.
+            if self.goals.active is not None:
+                refusal += REFUSED_WHILE_RUNNING
+            screening.refusal = refusal
+            record = self.goals.detached(handle, execution)
+        else:
+            previous = self.goals.active
+            if previous is not None:
+                # The new goal preempts the old one at the target itself (as a controller
+                # does); should it never get there, the old target goal is cancelled.
+                execution.superseded = previous.data.target_goal
+                previous.data.stop_target = False
+            record = self.goals.accept(handle, execution, GoalOutcome(
+                GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE))
+            self.switch.goal_active = True
+            self._publish_status('goal accepted')
+        self._starting.append(record)
         handle.execute()
 
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
-        execution = self._execution
-        if execution is not None and execution.client is handle \
-                and execution.target_goal is not None:
-            execution.target_goal.cancel_goal_async()
+        record = self.goals.record_for(handle)
+        if record is not None and record.data.target_goal is not None:
+            record.data.target_goal.cancel_goal_async()
         return CancelResponse.ACCEPT
 
     async def _execute(self, handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
-        execution = self._execution
-        if execution is None or execution.client is not handle:
-            handle.abort()
-            return Result(error_code=int(ErrorCode.INVALID_GOAL), error_string=PREEMPTED_MESSAGE)
-        reason = self._refusal(execution)
-        if reason is not None:
-            self._finish(execution, 'aborted', int(ErrorCode.INVALID_GOAL), reason)
+        record = next((r for r in self._starting if r.handle is handle), None)
+        if record is not None:
+            self._starting.remove(record)
+        if record is None or record.finished:  # preempted before it started
+            outcome = record.outcome if record is not None else GoalOutcome(
+                GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE)
+            report(handle, outcome)
+            return Result(error_code=outcome.error_code, error_string=outcome.error_string)
+        refusal = record.data.screening.refusal
+        if refusal is not None:
+            self.goals.abort(record, int(ErrorCode.INVALID_GOAL), refusal)
         else:
             # Forward in its own task: a target that never answers must not keep the client's
             # goal from ending when a watchdog gives up on it.
-            self.executor.create_task(self._forward, execution)
-        status, code, text = await execution.done
-        {'succeeded': handle.succeed, 'canceled': handle.canceled}.get(status, handle.abort)()
-        return Result(error_code=code, error_string=text)
+            self.executor.create_task(self._forward, record)
+        outcome: GoalOutcome = await record.done
+        report(handle, outcome)
+        return Result(error_code=outcome.error_code, error_string=outcome.error_string)
 
-    def _refusal(self, execution: Execution) -> str | None:
-        """Why this accepted goal must not move anything (bad start, unsafe verdict)."""
-        trajectory = execution.client.request.trajectory
+    def _refusal(self, request: FollowJointTrajectory.Goal, execution: Execution) -> str | None:
+        """Why this accepted goal must not move anything (start time, bad start, unsafe)."""
+        screening = execution.screening
+        if screening.refusal is not None:
+            return screening.refusal
+        trajectory = request.trajectory
         link = self._active_link(execution.target)
         joints = list(trajectory.joint_names)
         first = trajectory.points[0]
@@ -411,22 +508,27 @@ class Bridge(Node):
             reason = start_deviation(first.positions, measured, joints, self.start_tolerance)
             if reason is not None:
                 return reason
-        verdict = execution.verdict
+        verdict = screening.verdict
         if verdict is None and self.predict:
             return 'no verdict from the twin for this goal; nothing was moved'
         if verdict is not None and not verdict.safe:
             return f'The twin refused the goal, nothing moved: {verdict.summary}'
         return None
 
-    async def _forward(self, execution: Execution) -> None:
-        request = execution.client.request
+    async def _forward(self, record: GoalRecord[Execution]) -> None:
+        execution = record.data
+        request = record.handle.request
         link = self._active_link(execution.target)
         execution.link = link
+        trajectory = self._restamped(request.trajectory, link, execution.screening)
         goal = FollowJointTrajectory.Goal(
-            trajectory=request.trajectory, path_tolerance=request.path_tolerance,
+            trajectory=trajectory, path_tolerance=request.path_tolerance,
             goal_tolerance=request.goal_tolerance, goal_time_tolerance=request.goal_time_tolerance)
         verdict = execution.verdict
         duration = seconds(request.trajectory.points[-1].time_from_start)
+        start = execution.screening.start
+        if start is not None:
+            duration += max(start.delay, 0.0)
         if verdict is not None:  # the twin knows when the controller will report (settling)
             duration = max(duration, verdict.duration)
         # The deadline runs from sending, so a driver that never even answers is caught too.
@@ -434,15 +536,19 @@ class Bridge(Node):
                                               self.timeout_scale, self.timeout_margin)
         execution.forwarded = self._now()
         goal_handle = await link.action.send_goal_async(
-            goal, feedback_callback=lambda fb: self._relay_feedback(execution, fb))
-        if execution.done.done():  # preempted or aborted meanwhile
-            if goal_handle.accepted:
+            goal, feedback_callback=lambda fb: self._relay_feedback(record, fb))
+        superseded, execution.superseded = execution.superseded, None
+        if record.finished:  # preempted or aborted meanwhile
+            if goal_handle.accepted and execution.stop_target:
                 goal_handle.cancel_goal_async()
             return
         if not goal_handle.accepted:
-            self._finish(execution, 'aborted', int(ErrorCode.INVALID_GOAL),
-                         f'the {link.name} controller {link.controller} rejected the goal '
-                         '(see its log); nothing moved', stop_target=False)
+            if superseded is not None:
+                superseded.cancel_goal_async()  # the old motion must not go on unowned
+            execution.stop_target = False
+            self.goals.abort(record, int(ErrorCode.INVALID_GOAL),
+                             f'the {link.name} controller {link.controller} rejected the goal '
+                             '(see its log); nothing moved')
             return
         execution.target_goal = goal_handle
         execution.started = self._now()
@@ -453,69 +559,74 @@ class Bridge(Node):
                 list(pt.joint_names), np.array([seconds(p.time_from_start) for p in pt.points]),
                 np.array([p.positions for p in pt.points]), self.divergence_threshold,
                 self.divergence_time_slack)
-        if execution.client.is_cancel_requested:
+        if record.handle.is_cancel_requested:
             goal_handle.cancel_goal_async()
         goal_handle.get_result_async().add_done_callback(
-            lambda future: self._on_target_result(execution, future))
+            lambda future: self._on_target_result(record, future))
 
-    def _relay_feedback(self, execution: Execution, message) -> None:
-        if self._execution is execution and execution.client.is_active:
-            execution.client.publish_feedback(message.feedback)
+    def _relay_feedback(self, record: GoalRecord[Execution], message) -> None:
+        if not record.finished and record.handle.is_active:
+            record.handle.publish_feedback(message.feedback)
 
-    def _on_target_result(self, execution: Execution, future: Future) -> None:
+    def _on_target_result(self, record: GoalRecord[Execution], future: Future) -> None:
         response = future.result()
-        status = {GoalStatus.STATUS_SUCCEEDED: 'succeeded',
-                  GoalStatus.STATUS_CANCELED: 'canceled'}.get(response.status, 'aborted')
-        self._finish(execution, status, response.result.error_code,
-                     response.result.error_string, stop_target=False)
+        status = {ActionStatus.STATUS_SUCCEEDED: GoalStatus.SUCCEEDED,
+                  ActionStatus.STATUS_CANCELED: GoalStatus.CANCELED}.get(response.status,
+                                                                         GoalStatus.ABORTED)
+        record.data.stop_target = False  # the target's goal has ended by itself
+        self.goals.finish(record, GoalOutcome(status, response.result.error_code,
+                                              response.result.error_string))
 
-    def _finish(self, execution: Execution, status: str, code: int, text: str,
-                stop_target: bool = True) -> None:
-        """End the client's goal once; optionally cancel the target's goal (it then holds)."""
-        if stop_target and execution.target_goal is not None:
+    def _on_goal_finished(self, record: GoalRecord[Execution]) -> None:
+        """Every client goal ends here once: stop its target goal if still running, log."""
+        execution = record.data
+        if execution.stop_target and execution.target_goal is not None:
             execution.target_goal.cancel_goal_async()
-        if not execution.done.done():
-            execution.done.set_result((status, code, text))
-            if status != 'succeeded':
-                self.get_logger().error(f'goal {status}: {text}')
-        if self._execution is execution:
-            self._execution = None
+        outcome = record.outcome
+        if outcome is not None and outcome.status is not GoalStatus.SUCCEEDED:
+            self.get_logger().error(f'goal {outcome.status.value}: {outcome.error_string}')
+        if self.goals.active is None and self.switch.goal_active:
             self.switch.goal_active = False
-            self._publish_status(f'goal {status}')
+            self._publish_status(f'goal {outcome.status.value if outcome else "ended"}')
 
     # --- watchdogs ------------------------------------------------------------------------------
     def _watch(self) -> None:
-        execution = self._execution
-        if execution is None or execution.link is None or execution.forwarded == 0.0:
+        record = self.goals.active
+        if record is None:
+            return
+        execution = record.data
+        if execution.link is None or execution.forwarded == 0.0:
             return
         now = self._now()
         link = execution.link
         if link.monitor.stale(now):
-            self._hardware_lost(execution, (
+            self._target_lost(record, (
                 f'no joint states from the {link.name} target ({link.controller}) for '
                 f'{link.monitor.silence(now):.2f} s (deadline {link.monitor.deadline:.2f} s)'))
         elif now - execution.forwarded > execution.timeout:
-            self._hardware_lost(execution, (
+            self._target_lost(record, (
                 f'no result from {link.controller} within {execution.timeout:.2f} s '
                 f'({self.timeout_scale:g} x duration + {self.timeout_margin:g} s)'))
 
-    def _hardware_lost(self, execution: Execution, why: str) -> None:
-        link = execution.link
-        if link is not None and link.name == 'hardware':
+    def _target_lost(self, record: GoalRecord[Execution], why: str) -> None:
+        link = record.data.link
+        hardware = link is not None and link.name == 'hardware'
+        if hardware:
             self.switch.disarm()  # a lost robot must be re-armed by a person
             self._sync_parameter('hardware_armed', False)
-        self._finish(execution, 'aborted', int(ErrorCode.INVALID_GOAL),
-                     f'Aborted: {why}. The target is treated as lost; its goal was cancelled and '
-                     'will not be resent' + ('; re-arm the hardware before the next goal'
-                                             if link is not None and link.name == 'hardware'
-                                             else ''))
+        self.goals.abort(record, int(ErrorCode.INVALID_GOAL),
+                         f'Aborted: {why}. The target is treated as lost; its goal was cancelled '
+                         'and will not be resent' + ('; re-arm the hardware before the next goal'
+                                                     if hardware else ''))
 
-    def _check_divergence(self, execution: Execution, msg: JointState) -> None:
+    def _check_divergence(self, record: GoalRecord[Execution], msg: JointState,
+                          now: float) -> None:
+        execution = record.data
         monitor = execution.divergence
         measured = self._measured(execution.link, monitor.joints)
         if measured is None:
             return
-        t = self._now() - execution.started
+        t = execution.prediction_time(now)
         predicted = JointState(name=monitor.joints,
                                position=monitor.predicted_at(t).tolist())
         predicted.header.stamp = msg.header.stamp
@@ -523,18 +634,24 @@ class Bridge(Node):
         event = monitor.check(t, measured)
         if event is None:
             return
-        report = Divergence(joint=event.joint, error=event.error, threshold=event.threshold,
-                            time_into_goal=event.time, joint_names=monitor.joints,
-                            measured=event.measured.tolist(), predicted=event.predicted.tolist())
-        report.header.stamp = msg.header.stamp
-        self._divergence_pub.publish(report)
-        self._finish(execution, 'aborted', int(ErrorCode.PATH_TOLERANCE_VIOLATED),
-                     f'Aborted: {event.describe()}; the hardware goal was cancelled and the '
-                     'hardware holds its position')
+        report_msg = Divergence(joint=event.joint, error=event.error, threshold=event.threshold,
+                                time_into_goal=event.time, joint_names=monitor.joints,
+                                measured=event.measured.tolist(),
+                                predicted=event.predicted.tolist())
+        report_msg.header.stamp = msg.header.stamp
+        self._divergence_pub.publish(report_msg)
+        self.goals.abort(record, int(ErrorCode.PATH_TOLERANCE_VIOLATED),
+                         f'Aborted: {event.describe()}; the hardware goal was cancelled and the '
+                         'hardware holds its position')
 
     # --- topic interface ------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        """~/joint_trajectory: predicted like a goal, then forwarded to the active target."""
+        """~/joint_trajectory: each message is predicted, then forwarded if safe.
+
+        Streamed commands (teleoperation, servoing, a policy) arrive faster than a rollout
+        may answer; a newer message replaces the trajectory anyway, so only the newest waiting
+        message is predicted next and superseded ones are dropped unpredicted (never sent).
+        """
         link = self._active_link()
         if self.switch.target.uses_hardware and not self.switch.armed:
             self.get_logger().error('Trajectory ignored: the hardware is not armed')
@@ -542,17 +659,40 @@ class Bridge(Node):
         if not self.predict:
             self._topic_pubs[link.name].publish(msg)
             return
-        request = FollowJointTrajectory.Goal(trajectory=msg)
+        self._stream_pending = msg
+        if not self._stream_busy:
+            self._stream_busy = True
+            self.executor.create_task(self._stream)
 
-        async def predict_then_forward() -> None:
-            verdict = await self._predict(request, link)
-            if verdict is None:
-                return
-            if not verdict.safe:
-                self.get_logger().error(f'Trajectory ignored, nothing moved: {verdict.summary}')
-                return
-            self._topic_pubs[link.name].publish(msg)
-        self.executor.create_task(predict_then_forward)
+    async def _stream(self) -> None:
+        try:
+            while self._stream_pending is not None:
+                msg, self._stream_pending = self._stream_pending, None
+                link = self._active_link()
+                duration = seconds(msg.points[-1].time_from_start) if msg.points else 0.0
+                read_at = self._now()
+                start, why = StartTime.read(seconds(msg.header.stamp),
+                                            self.get_clock().now().nanoseconds * 1e-9,
+                                            duration, self.max_start_delay)
+                if start is None:
+                    self.get_logger().error(f'Trajectory ignored, nothing moved: {why}')
+                    continue
+                screening = Screening(start, read_at=read_at)
+                verdict = await self._predict(msg, FollowJointTrajectory.Goal(), link,
+                                              screening)
+                if verdict is None:
+                    continue
+                if not verdict.safe:
+                    self.get_logger().error(
+                        f'Trajectory ignored, nothing moved: {verdict.summary}')
+                    continue
+                if link is not self._active_link():
+                    self.get_logger().error('Trajectory ignored: the target changed while it '
+                                            'was predicted')
+                    continue
+                self._topic_pubs[link.name].publish(self._restamped(msg, link, screening))
+        finally:
+            self._stream_busy = False
 
 
 def main(args: list[str] | None = None) -> int:
