@@ -8,6 +8,9 @@ READY := $(VENV)/.rdt-ready
 BOOTSTRAP_INPUTS := tools/bootstrap.sh $(wildcard tools/requirements*.txt) setup.py setup.cfg package.xml \
 	$(shell find interfaces -type f 2>/dev/null)
 PYTEST_ARGS ?=
+# The suite loads exactly the pytest plugins it needs (tools/requirements.txt), never whatever
+# else is installed: a ROS distro's launch_testing < 3.9 registers a hook pytest 9 rejects.
+PYTEST := PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -p pytest_timeout
 # Every command runs with the venv's environment (tools/env.sh), with or without a ROS distro.
 RUN := RDT_VENV=$(abspath $(VENV)) . tools/env.sh &&
 
@@ -27,10 +30,10 @@ $(READY): $(BOOTSTRAP_INPUTS)
 setup: $(READY)
 
 test: $(READY)
-	$(RUN) python -m pytest tests $(PYTEST_ARGS)
+	$(RUN) $(PYTEST) tests $(PYTEST_ARGS)
 
 unit: $(READY)
-	$(RUN) python -m pytest tests/unit $(PYTEST_ARGS)
+	$(RUN) $(PYTEST) tests/unit $(PYTEST_ARGS)
 
 demo: $(READY)
 	$(RUN) rdt demo

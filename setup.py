@@ -25,6 +25,9 @@ setup(
         data('urdf', '*.urdf'),
     ],
     install_requires=['setuptools'],
+    # colcon test runs pytest from the package directory (pytest.ini: testpaths = tests);
+    # tests/launch holds the launch_testing tests of both launch files.
+    extras_require={'test': ['pytest', 'pytest-timeout']},
     zip_safe=True,
     maintainer='reverse_digital_twin maintainers',
     maintainer_email='maintainers@reverse-digital-twin.org',
