@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.stack import CONTROLLER_NODE
 
 
 def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -38,7 +39,7 @@ def _graph_args(parser: argparse.ArgumentParser) -> None:
                         help='where the bridge sends goals at start')
     parser.add_argument('--arm', action='store_true',
                         help='start with the hardware armed (needed for --target hardware/shadow)')
-    parser.add_argument('--controller-name', default='joint_trajectory_controller',
+    parser.add_argument('--controller-name', default=CONTROLLER_NODE,
                         help='the controller name clients use (the bridge serves it)')
     parser.add_argument('--sim-only', action='store_true',
                         help='no bridge: the twin alone at --namespace, looking like a driver')
@@ -116,41 +117,41 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call_service(srv_type, name: str, request, timeout: float = 10.0):
+def _commanded(args: argparse.Namespace, operation) -> int:
+    """Run ``operation(commander)`` against the running twin; print its reply, 0 if it
+    succeeded."""
     import rclpy  # noqa: PLC0415
+
+    from reverse_digital_twin.client import BackgroundNode  # noqa: PLC0415
+    from reverse_digital_twin.commander import TwinCommander, TwinError  # noqa: PLC0415
+    from reverse_digital_twin.stack import TwinNames  # noqa: PLC0415
     rclpy.init()
-    node = rclpy.create_node('rdt_cli')
     try:
-        client = node.create_client(srv_type, name)
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise ConfigError(f'{name} is not available: is `rdt up` running (same '
-                              'ROS_DOMAIN_ID)?')
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-        if not future.done():
-            raise ConfigError(f'no answer from {name} within {timeout} s')
-        return future.result()
+        with BackgroundNode('rdt_cli') as node:
+            commander = TwinCommander(node, TwinNames(client_controller=args.controller_name))
+            try:
+                reply = operation(commander)
+            except TwinError as exc:
+                print(f'rdt: {exc}', file=sys.stderr)
+                return 1
+            finally:
+                commander.close()
     finally:
-        node.destroy_node()
         rclpy.shutdown()
+    text = f' (active target: {reply.active_target})' if hasattr(reply, 'active_target') \
+        else ''
+    print(f'rdt: {reply.message}{text}')
+    return 0 if reply.success else 1
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
     """Switch the bridge's target (between goals)."""
-    from rdt_interfaces.srv import SwitchTarget  # noqa: PLC0415
-    reply = _call_service(SwitchTarget, f'/{args.controller_name}/switch_target',
-                          SwitchTarget.Request(target=args.target))
-    print(f'rdt: {reply.message} (active target: {reply.active_target})')
-    return 0 if reply.success else 1
+    return _commanded(args, lambda commander: commander.switch(args.target))
 
 
 def cmd_arm(args: argparse.Namespace) -> int:
     """Arm or disarm the hardware behind the bridge."""
-    from std_srvs.srv import SetBool  # noqa: PLC0415
-    reply = _call_service(SetBool, f'/{args.controller_name}/arm_hardware',
-                          SetBool.Request(data=args.command == 'arm'))
-    print(f'rdt: {reply.message}')
-    return 0 if reply.success else 1
+    return _commanded(args, lambda commander: commander.arm(args.command == 'arm'))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     snap.set_defaults(func=cmd_snapshot)
     switch = sub.add_parser('switch', help='route goals to sim, hardware or shadow')
     switch.add_argument('target', choices=['sim', 'hardware', 'shadow'])
-    switch.add_argument('--controller-name', default='joint_trajectory_controller')
+    switch.add_argument('--controller-name', default=CONTROLLER_NODE)
     switch.set_defaults(func=cmd_switch)
     for name, text in (('arm', 'allow goals to reach the hardware'),
                        ('disarm', 'forbid goals to reach the hardware')):
         arm = sub.add_parser(name, help=text)
-        arm.add_argument('--controller-name', default='joint_trajectory_controller')
+        arm.add_argument('--controller-name', default=CONTROLLER_NODE)
         arm.set_defaults(func=cmd_arm)
     move = sub.add_parser('move', add_help=False,
                           help='let the twin plan, predict and execute a motion (rdt move -h)')

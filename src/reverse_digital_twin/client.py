@@ -196,6 +196,9 @@ class BackgroundNode:
 
     def close(self) -> None:
         self.executor.shutdown()
+        # A spin thread still inside rcl when the interpreter exits aborts the process
+        # ("terminate called without an active exception"): wait for it to leave.
+        self._thread.join(timeout=5.0)
         self.node.destroy_node()
 
     def __enter__(self) -> Node:

@@ -156,7 +156,9 @@ class TwinCommander:
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         client = self._service(srv_type, name)
-        if not client.wait_for_service(timeout_sec=timeout):
+        # Polling, not wait_for_service: a timed-out wait_for_service aborts the interpreter
+        # at exit (rclpy, Kilted).
+        if not wait_for(client.service_is_ready, timeout, poll=0.01):
             raise TwinError(f'{name} is not available: {_hint()}')
         future = client.call_async(request)
         if not wait_for(future.done, max(0.0, deadline - time.monotonic()), poll=0.002):
@@ -268,7 +270,7 @@ class TwinCommander:
         if self._move is None:
             self._move = ActionClient(self.node, MoveTo, self.names.move_to)
         deadline = time.monotonic() + timeout
-        if not self._move.wait_for_server(timeout_sec=min(self.timeout, timeout)):
+        if not wait_for(self._move.server_is_ready, min(self.timeout, timeout), poll=0.01):
             raise TwinError(f'no action server {self.names.move_to}: {_hint()}')
         outcome = MoveOutcome(accepted=False)
 
