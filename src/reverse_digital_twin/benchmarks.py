@@ -43,10 +43,8 @@ def bare_pybullet(robot: str, steps: int = 30000) -> float:
     """stepSimulation alone, same robot and scene: the physics limit (steps/s)."""
     world, _, _ = _world(robot)
     try:
-        client = world.client
         t0 = time.perf_counter()
-        for _ in range(steps):
-            client.stepSimulation()
+        world.step_bare(steps)
         return steps / (time.perf_counter() - t0)
     finally:
         world.close()
@@ -166,10 +164,8 @@ def prediction_speed(robot: str, duration: float = 10.0) -> tuple[float, float]:
         verdict = predictor.predict(goal, start)
         predict_s = time.perf_counter() - t0
         steps = int(round(verdict.duration * rate))
-        client = predictor.world.client
         t0 = time.perf_counter()
-        for _ in range(steps):
-            client.stepSimulation()
+        predictor.world.step_bare(steps)
         bare_s = time.perf_counter() - t0
     return predict_s, bare_s
 
