@@ -41,6 +41,7 @@ setup(
             'emulated_controller = reverse_digital_twin.nodes.emulated_controller_node:main',
             'bridge = reverse_digital_twin.nodes.bridge_node:main',
             'standin_robot = reverse_digital_twin.nodes.standin_node:main',
+            'planner = reverse_digital_twin.nodes.planner_node:main',
         ],
     },
 )

@@ -1,6 +1,6 @@
 """`rdt move`: ask the twin to move the arm to joint positions or an end-effector pose.
 
-A client of the twin's ``/<namespace>/pybullet_sim/move_to`` action: the twin plans a
+A client of the twin planner's ``/<namespace>/planner/move_to`` action: the twin plans a
 limit-respecting motion, predicts it, and only if it is safe sends it through the bridge to the
 active target. Prints the stages and the result (with the twin's verdict when it refused).
 
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--velocity-scaling', type=float, default=0.5,
                         help='fraction of the URDF velocity limits, in (0, 1] (default 0.5)')
     parser.add_argument('--namespace', default='sim',
-                        help="the twin's namespace (default sim: /sim/pybullet_sim/move_to)")
+                        help="the twin's namespace (default sim: /sim/planner/move_to)")
     parser.add_argument('--timeout', type=float, default=120.0,
                         help='give up after this many seconds (default 120)')
     return parser
@@ -108,8 +108,10 @@ def _glue_negative_joints(argv: list[str]) -> list[str]:
 
 
 def action_name(namespace: str) -> str:
+    """The planner's move_to action in the twin's namespace (TwinNames: /sim/planner/move_to)."""
+    from reverse_digital_twin.stack import PLANNER_NODE, TwinNames  # noqa: PLC0415
     ns = namespace.strip('/')
-    return f'/{ns}/pybullet_sim/move_to' if ns else '/pybullet_sim/move_to'
+    return TwinNames(twin_namespace=ns).move_to if ns else f'/{PLANNER_NODE}/move_to'
 
 
 def move_main(argv: list[str] | None = None) -> int:
@@ -168,8 +170,8 @@ def _run(name: str, fields: dict, timeout: float) -> int:
     done = False
     try:
         if not client.wait_for_server(timeout_sec=min(10.0, timeout)):
-            print(f'rdt move: no action server {name} (is the twin running, with a '
-                  'controller_parameters_file? try --namespace)', file=sys.stderr)
+            print(f'rdt move: no action server {name} (is the twin graph running, with its '
+                  'planner? try --namespace)', file=sys.stderr)
             return EXIT_FAILED
         last = {'stage': '', 'quarter': -1}
 

@@ -130,6 +130,11 @@ BRIDGE_EXECUTABLE = 'bridge'
 TWIN_NAMESPACE = 'sim'
 STANDIN_JOINT_STATE_TIMEOUT = 0.5  # s
 HARDWARE_NAMESPACE = 'hw'
+#: The sim node's parameters the planner takes over, so that its prediction worlds are the
+#: twin's (one source: the sim section of the robot file, plus the sim node's overrides).
+PLANNER_TWIN_PARAMETERS = ('robot_description_file', 'scene_file', 'physics_rate',
+                           'update_rate', 'lockstep', 'position_gain', 'velocity_gain',
+                           'gravity_compensation', 'initial_positions.')
 
 
 @dataclass(frozen=True)
@@ -226,22 +231,37 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         client_controller: the controller name clients use; the bridge serves it at the root.
         hardware_joint_states: joint_states topic of a real driver (default: next to it).
         overrides: node key -> parameter -> value; keys: pybullet_sim, joint_trajectory_controller
-            (both the twin's), standin_robot, hardware_controller, bridge.
+            (both the twin's), planner, standin_robot, hardware_controller, bridge. The planner
+            mirrors the pybullet_sim section and overrides (:data:`PLANNER_TWIN_PARAMETERS`).
     """
     config = str(robot_config(robot))
     overrides = dict(overrides or {})
-    known = {SIM_NODE, CONTROLLER_NODE, STANDIN_NODE, 'hardware_controller', 'bridge'}
+    known = {SIM_NODE, CONTROLLER_NODE, PLANNER_NODE, STANDIN_NODE, 'hardware_controller',
+             'bridge'}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f'parameter overrides for unknown nodes {unknown}; known: '
                           f'{sorted(known)}')
     twin = f'/{TWIN_NAMESPACE}'
+    names = TwinNames(client_controller=client_controller)
+    sim = {**read_node_parameters(Path(config), SIM_NODE), **overrides.get(SIM_NODE, {})}
+    planner = {
+        **{k: v for k, v in sim.items() if k.startswith(PLANNER_TWIN_PARAMETERS)},
+        'controller_parameters_file': config,
+        'controller_name': CONTROLLER_NODE,
+        'twin_joint_states': names.sim_joint_states,
+        'bridge_controller': names.bridge,
+        'move_to_start_joint_states': names.joint_states,
+        **overrides.get(PLANNER_NODE, {}),
+    }
     specs = [
         NodeSpec(SIM_NODE, 'sim_node', f'{PACKAGE}.nodes.sim_node', TWIN_NAMESPACE, (config,),
-                 {'controller_parameters_file': config, **overrides.get(SIM_NODE, {})}),
+                 dict(overrides.get(SIM_NODE, {}))),
         NodeSpec(CONTROLLER_NODE, 'emulated_controller',
                  f'{PACKAGE}.nodes.emulated_controller_node', TWIN_NAMESPACE, (config,),
                  {'use_sim_time': True, **overrides.get(CONTROLLER_NODE, {})}),
+        NodeSpec(PLANNER_NODE, 'planner', f'{PACKAGE}.nodes.planner_node', TWIN_NAMESPACE,
+                 (config,), planner),
     ]
     if hardware == 'standin':
         hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
@@ -278,7 +298,7 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         'sim_joint_states': f'{twin}/joint_states',
         'hardware_controller': hw_controller,
         'hardware_joint_states': hw_joint_states,
-        'predict_service': f'{twin}/{SIM_NODE}/predict_trajectory',
+        'predict_service': names.predict_trajectory,
         'target': target,
         'hardware_armed': armed,
         **overrides.get('bridge', {}),

@@ -30,7 +30,7 @@ from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.demo import demo_waypoints
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import load_robot, twin_graph
+from reverse_digital_twin.stack import TwinNames, load_robot, twin_graph
 
 BRIDGE = '/joint_trajectory_controller'
 HEAVY_PAYLOAD = 25.0  # kg: twice what a 6-DoF arm of this class is rated for
@@ -84,7 +84,7 @@ class Demo:
         self.switch_srv = node.create_client(SwitchTarget, f'{BRIDGE}/switch_target')
         self.arm_srv = node.create_client(SetBool, f'{BRIDGE}/arm_hardware')
         self.predict_srv = node.create_client(PredictTrajectory,
-                                              '/sim/pybullet_sim/predict_trajectory')
+                                              TwinNames().predict_trajectory)
         self.standin_params = node.create_client(SetParameters,
                                                  '/hw/standin_robot/set_parameters')
         self.recording = Recording()

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from reverse_digital_twin.core.errors import ConfigError
-from reverse_digital_twin.stack import read_node_parameters, robot_config, sim_graph
+from reverse_digital_twin.stack import PLANNER_TWIN_PARAMETERS, TwinNames, read_node_parameters
+from reverse_digital_twin.stack import robot_config, sim_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,13 +55,14 @@ def test_twin_graph_modes():
     from reverse_digital_twin.stack import twin_graph
     specs = twin_graph('rdt_arm6', hardware='standin', target='shadow', armed=True)
     names = [s.fully_qualified_name for s in specs]
-    assert names == ['/sim/pybullet_sim', '/sim/joint_trajectory_controller',
+    assert names == ['/sim/pybullet_sim', '/sim/joint_trajectory_controller', '/sim/planner',
                      '/hw/standin_robot', '/hw/joint_trajectory_controller',
                      '/joint_trajectory_controller']
     bridge = specs[-1]
     assert bridge.parameter_files == ()  # the controller sections are not the bridge's
     assert bridge.parameters['target'] == 'shadow' and bridge.parameters['hardware_armed']
-    assert bridge.parameters['predict_service'] == '/sim/pybullet_sim/predict_trajectory'
+    assert bridge.parameters['predict_service'] == TwinNames().predict_trajectory \
+        == '/sim/planner/predict_trajectory'
     real = twin_graph('rdt_arm6', hardware='/ur/scaled_joint_trajectory_controller',
                       client_controller='scaled_joint_trajectory_controller')
     assert [s.fully_qualified_name for s in real][-1] == '/scaled_joint_trajectory_controller'
@@ -69,3 +71,27 @@ def test_twin_graph_modes():
         twin_graph('rdt_arm6', hardware='/scaled_joint_trajectory_controller')
     with pytest.raises(ConfigError, match='fully qualified'):
         twin_graph('rdt_arm6', hardware='ur5')
+
+
+def test_the_planner_predicts_in_the_twins_world():
+    """The planner gets the sim section's robot, scene, rates, motors and initial positions (and
+    the sim node's overrides); nothing of it is written twice in the robot file."""
+    from reverse_digital_twin.stack import twin_graph
+    specs = twin_graph('panda', overrides={'pybullet_sim': {'physics_rate': 500.0,
+                                                            'real_time_factor': 0.0},
+                                           'planner': {'prediction.workers': 3}})
+    sim_spec, planner = specs[0], next(s for s in specs if s.name == 'planner')
+    assert planner.fully_qualified_name == TwinNames().planner
+    sim = read_node_parameters(robot_config('panda'), 'pybullet_sim')
+    assert planner.parameters['robot_description_file'] == sim['robot_description_file']
+    assert planner.parameters['scene_file'] == sim['scene_file']
+    assert planner.parameters['physics_rate'] == 500.0
+    assert 'real_time_factor' not in planner.parameters
+    assert planner.parameters['initial_positions.panda_joint4'] == \
+        sim['initial_positions.panda_joint4']
+    assert planner.parameters['prediction.workers'] == 3
+    assert planner.parameters['twin_joint_states'] == TwinNames().sim_joint_states
+    assert planner.parameters['bridge_controller'] == TwinNames().bridge
+    own = read_node_parameters(robot_config('panda'), 'planner')
+    assert own and not any(k.startswith(PLANNER_TWIN_PARAMETERS) for k in own)
+    assert 'controller_parameters_file' not in sim_spec.parameters  # the sim only simulates

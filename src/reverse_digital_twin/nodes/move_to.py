@@ -1,14 +1,15 @@
-"""The twin's ``~/move_to`` action: go to joint positions or an end-effector pose, safely.
+"""The planner's ``~/move_to`` action: go to joint positions or an end-effector pose, safely.
 
-Not a node: the sim node creates one :class:`MoveToServer` on itself. A goal goes through three
-stages, reported as feedback:
+Not a node: the planner node creates one :class:`MoveToServer` on itself. A goal goes through
+three stages, reported as feedback:
 
 ``planning``
-    The target (joint positions, or a pose solved by inverse kinematics in the predictor's
-    private world) and a limit-respecting, synchronized joint motion from the twin's current
-    state (:func:`~reverse_digital_twin.core.motion.plan_joint_motion`).
+    The target (joint positions, or a pose solved by inverse kinematics in the planner's
+    private world) and a limit-respecting, synchronized joint motion from the current state
+    (:func:`~reverse_digital_twin.core.motion.plan_joint_motion`).
 ``predicting``
-    The twin rolls the motion out first; an unsafe verdict aborts the goal and nothing moves.
+    The planner's prediction workers roll the motion out first; an unsafe verdict aborts the
+    goal and nothing moves.
 ``executing``
     The motion goes as a FollowJointTrajectory goal to the bridge, which predicts it once more
     against the active target and routes it to the twin or the hardware; its feedback becomes
@@ -37,15 +38,15 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from rdt_interfaces.action import MoveTo
 
 from reverse_digital_twin.core.controller import ErrorCode
-from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal import TrajectoryGoal
 from reverse_digital_twin.core.motion import plan_joint_motion, solve_ik
 from reverse_digital_twin.core.prediction import Verdict
+from reverse_digital_twin.core.prediction_pool import PredictionRequest
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
 
 if TYPE_CHECKING:
-    from reverse_digital_twin.nodes.sim_node import SimNode
+    from reverse_digital_twin.nodes.planner_node import PlannerNode
 
 #: velocity_scaling when the goal leaves it at 0.
 DEFAULT_VELOCITY_SCALING = 0.5
@@ -71,31 +72,30 @@ def trajectory_msg(goal: TrajectoryGoal) -> JointTrajectory:
 
 
 class MoveToServer:
-    """Serves ``~/move_to`` (rdt_interfaces/action/MoveTo) on the sim node.
+    """Serves ``~/move_to`` (rdt_interfaces/action/MoveTo) on the planner node.
 
     Args:
-        node: the sim node; it must have a predictor (a controller_parameters_file).
+        node: the planner node (its controller configuration, IK world, twin state and
+            prediction pool).
         bridge_controller: where motions go, as a controller name whose
             ``<name>/follow_joint_trajectory`` is served: the bridge (default), or the twin's own
             emulated controller (e.g. ``joint_trajectory_controller``, relative to the node's
             namespace) when running without a bridge.
         start_joint_states: '' (default): motions start from the twin's measured state
-            (``node.last_state``). A joint_states topic, e.g. the bridge's ``/joint_states``
+            (``node.twin_state()``). A joint_states topic, e.g. the bridge's ``/joint_states``
             (the active target's): motions start from its latest message when it is fresh
             (:data:`START_STATE_MAX_AGE`) and names every controller joint, so that a motion
             for the hardware starts where the hardware is, not where the idle twin is.
     """
 
-    def __init__(self, node: 'SimNode', bridge_controller: str = '/joint_trajectory_controller',
+    def __init__(self, node: 'PlannerNode',
+                 bridge_controller: str = '/joint_trajectory_controller',
                  start_joint_states: str = '') -> None:
-        if node.predictor is None:
-            raise ConfigError(f'{node.get_fully_qualified_name()}: ~/move_to needs the twin\'s '
-                              'predictor: set the parameter controller_parameters_file')
         self.node = node
         self.bridge_controller = bridge_controller.rstrip('/') or '/joint_trajectory_controller'
         # The action server awaits the bridge while executing: its callbacks (goal, cancel,
         # execute) and the bridge client's answers must not wait on each other or on the node's
-        # default group (the prediction service the bridge calls lives there).
+        # default group.
         self._server_group = ReentrantCallbackGroup()
         self._client_group = ReentrantCallbackGroup()
         self._bridge = ActionClient(node, FollowJointTrajectory,
@@ -130,14 +130,14 @@ class MoveToServer:
     def _start_state(self) -> tuple[dict[str, float], dict[str, float]]:
         """Positions and velocities (joint -> value) the motion starts from."""
         node = self.node
-        state = node.last_state  # one snapshot: the physics thread replaces it every cycle
-        positions = dict(zip(node.joints, state.positions.tolist()))
-        velocities = dict(zip(node.joints, state.velocities.tolist()))
+        state = node.twin_state()  # one snapshot: replaced at every twin joint state
+        positions = dict(state.positions) if state is not None else {}
+        velocities = dict(state.velocities) if state is not None else {}
         latest = self._start_msg
         if latest is not None and self._now() - latest[0] <= START_STATE_MAX_AGE:
             msg = latest[1]
             index = {n: i for i, n in enumerate(msg.name)}
-            joints = node.predictor.config.joints
+            joints = node.controller_config.joints
             if all(j in index and index[j] < len(msg.position) for j in joints):
                 for j in joints:
                     positions[j] = float(msg.position[index[j]])
@@ -171,7 +171,7 @@ class MoveToServer:
             status = 'aborted'
         result = MoveTo.Result(error_code=int(code), error_string=text)
         if verdict is not None:
-            result.verdict = verdict_msg(verdict, node.stamp_time(node.world.time))
+            result.verdict = verdict_msg(verdict, node.twin_time())
         line = f'move_to {status}: {text}' if text else f'move_to {status}'
         if status == 'succeeded':  # one call site per severity (rclpy insists)
             node.get_logger().info(line)
@@ -182,16 +182,21 @@ class MoveToServer:
     # --- the goal -------------------------------------------------------------------------------
     async def _execute(self, handle: ServerGoalHandle) -> MoveTo.Result:
         node = self.node
-        predictor = node.predictor
+        config = node.controller_config
         request: MoveTo.Goal = handle.request
-        joints = list(predictor.config.joints)
+        joints = list(config.joints)
         self._feedback(handle, 'planning', 0.0)
         measured, velocities = self._start_state()
+        missing = [j for j in joints if j not in measured]
+        if missing:
+            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+                             f'no state for joints {missing} yet (is the twin running?); '
+                             'nothing moved')
         start = np.array([measured[j] for j in joints])
         try:
             scaling = self._velocity_scaling(request.velocity_scaling)
             target = self._target(request, joints, start)
-            trajectory = plan_joint_motion(start, target, joints, predictor.config.limits
+            trajectory = plan_joint_motion(start, target, joints, config.limits
                                            or {j.name: j.limits
                                                for j in node.model.movable_joints},
                                            velocity_scaling=scaling)
@@ -205,7 +210,8 @@ class MoveToServer:
 
         self._feedback(handle, 'predicting', 0.0)
         try:
-            verdict = predictor.predict(trajectory, measured, velocities, now=node.world.time)
+            verdict = await node.predict(PredictionRequest(trajectory, measured, velocities,
+                                                           now=node.twin_time()))
         except ValueError as exc:  # the measured state is not usable (non-finite)
             return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
                              f'Could not predict the motion, nothing moved: {exc}')
@@ -230,7 +236,7 @@ class MoveToServer:
 
         def on_feedback(_message) -> None:
             if started:
-                self._feedback(handle, 'executing', (node.world.time - started[0]) / duration)
+                self._feedback(handle, 'executing', (node.twin_time() - started[0]) / duration)
 
         bridge_goal = await self._bridge.send_goal_async(
             FollowJointTrajectory.Goal(trajectory=trajectory_msg(trajectory)),
@@ -240,7 +246,7 @@ class MoveToServer:
                              f'{self.bridge_controller} rejected the motion (see its log: its '
                              'own prediction against the active target, or the hardware not '
                              'armed); nothing moved', verdict)
-        started.append(node.world.time)
+        started.append(node.twin_time())
         self._bridge_goals[id(handle)] = bridge_goal
         try:
             if handle.is_cancel_requested:
@@ -332,7 +338,7 @@ class MoveToServer:
 
     def _pose_target(self, request: MoveTo.Goal, joints: list[str],
                      start: np.ndarray) -> np.ndarray:
-        world = self.node.predictor.world
+        world = self.node.ik_world
         pose = request.pose.pose
         position = [pose.position.x, pose.position.y, pose.position.z]
         o = pose.orientation

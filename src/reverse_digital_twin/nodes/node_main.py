@@ -15,7 +15,8 @@ EXIT_CONFIG_ERROR = 2
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Create the node and spin it until Ctrl-C or shutdown.
+    """Create the node, call its ``start()`` if it has one, and spin it until Ctrl-C or
+    shutdown.
 
     A configuration problem ends the process with a one-line message naming the parameter or
     file and exit code 2, never a traceback.
@@ -25,6 +26,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     try:
         try:
             node = factory()
+            start = getattr(node, 'start', None)
+            if start is not None:  # threads and processes start once the node is configured
+                start()
         except ConfigError as exc:
             print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
             return EXIT_CONFIG_ERROR

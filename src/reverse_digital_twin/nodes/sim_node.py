@@ -4,7 +4,8 @@ Steps physics at a fixed rate in its own thread (paced to real time, or free-run
 every control period publishes the measured joint state on ``physics/joint_states`` and
 applies the latest command from ``physics/joint_commands`` (the hardware interface of
 ros2_control, over DDS). Also publishes /clock (sim time), TF of every link, and
-robot_description, as a driver stack does.
+robot_description, as a driver stack does. It only simulates: predictions and motions are the
+planner's (nodes/planner_node.py), in processes of their own.
 """
 from __future__ import annotations
 
@@ -21,38 +22,23 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
-from rdt_interfaces.srv import PredictTrajectory
-
-from reverse_digital_twin.core.controller_config import controller_config
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.paths import resolve
 from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
-from reverse_digital_twin.core.prediction import Predictor
 from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
-from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
-from reverse_digital_twin.nodes.move_to import MoveToServer
-from reverse_digital_twin.nodes.ros_common import goal_from_msg, to_time, tolerance_requests
-from reverse_digital_twin.nodes.verdict_msg import verdict_msg
-from reverse_digital_twin.stack import read_node_parameters
-
-
-def _contact_pairs(text: str) -> list[tuple[str, str]]:
-    pairs = []
-    for item in filter(None, (part.strip() for part in text.split(','))):
-        link, sep, other = item.partition(':')
-        if not sep or not link or not other:
-            raise ConfigError(f"parameter prediction.allowed_contacts: {item!r} is not "
-                              "'robot_link:other'")
-        pairs.append((link, other))
-    return pairs
+from reverse_digital_twin.nodes.ros_common import to_time
 
 
 class SimNode(Node):
-    """PyBullet twin of the robot, stepped at ``physics_rate`` in a dedicated thread."""
+    """PyBullet twin of the robot, stepped at ``physics_rate`` in a dedicated thread.
+
+    The physics thread starts in :meth:`start` (called once the node is configured), so a
+    configuration error never leaves a thread stepping a half-built node.
+    """
 
     PUBLISH_CLOCK = True  # the twin owns simulated time
 
@@ -112,41 +98,11 @@ class SimNode(Node):
                                     f'Position of {j} at start (rad or m)', True))
                    for j in self.joints}
         self.declare_extra_parameters()
-        controller_file = declare(
-            self, 'controller_parameters_file', '',
-            'Parameter file whose controller section the predictor mirrors; empty: no '
-            'prediction service', read_only=True)
-        controller_name = declare(self, 'controller_name', 'joint_trajectory_controller',
-                                  'Node name of that controller section', read_only=True)
-        bridge_controller = declare(
-            self, 'bridge_controller', '/joint_trajectory_controller',
-            'Where ~/move_to sends its motions: the bridge (or a controller without one)',
-            read_only=True)
-        move_start = declare(
-            self, 'move_to_start_joint_states', '/joint_states',
-            "joint_states a ~/move_to motion starts from (the bridge relays the active "
-            "target's); '' = the twin's own state", read_only=True)
-        allowed = declare(self, 'prediction.allowed_contacts', '',
-                          "Comma-separated 'robot_link:other' pairs that are not collisions "
-                          '(fnmatch patterns); the root link may always touch its support',
-                          read_only=True)
         check_unknown_parameters(self)
         self.world = PhysicsWorld(self.model, str(urdf_path), self.scene, self.physics_rate,
                                   motors, initial)
         self.on_world_ready()
         self.last_state = self.world.read_state(self.joints)
-        self.predictor: Predictor | None = None
-        if controller_file:
-            config = controller_config(
-                read_node_parameters(resolve(controller_file, 'controller_parameters_file'),
-                                     controller_name), self.model,
-                f'{controller_file} [{controller_name}]')
-            self.predictor = Predictor(
-                self.model, str(urdf_path), self.scene, self.physics_rate, self.update_rate,
-                config, motors, command_delay_cycles=0 if self.lockstep else 1,
-                allowed_contacts=_contact_pairs(allowed), initial_positions=initial)
-            self.create_service(PredictTrajectory, '~/predict_trajectory', self._on_predict)
-            self.move_to = MoveToServer(self, bridge_controller, move_start)
         self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
 
         self._state_pub = self.create_publisher(JointState, 'physics/joint_states', PHYSICS_QOS)
@@ -171,6 +127,9 @@ class SimNode(Node):
             f'{self.real_time_factor:g}{" (free-running)" if self.real_time_factor <= 0 else ""}'
             f'{", lockstep" if self.lockstep else ""}')
         self._thread = threading.Thread(target=self._run, name='physics', daemon=True)
+
+    def start(self) -> None:
+        """Start stepping the physics (the node is fully configured by now)."""
         self._thread.start()
 
     def declare_extra_parameters(self) -> None:
@@ -178,36 +137,6 @@ class SimNode(Node):
 
     def on_world_ready(self) -> None:
         """Subclasses adjust the world here, before the physics thread starts."""
-
-    # --- prediction -------------------------------------------------------------------------
-    def _on_predict(self, request: PredictTrajectory.Request,
-                    response: PredictTrajectory.Response) -> PredictTrajectory.Response:
-        """Roll the trajectory out in the forked world from the given or the current state."""
-        predictor = self.predictor
-        assert predictor is not None
-        if request.start_state.name:
-            start = request.start_state
-            positions = dict(zip(start.name, start.position))
-            velocities = dict(zip(start.name, start.velocity)) if start.velocity else {}
-            now = seconds(start.header.stamp)
-        else:
-            state = self.last_state
-            positions = dict(zip(self.joints, state.positions.tolist()))
-            velocities = dict(zip(self.joints, state.velocities.tolist()))
-            now = self.world.time
-        tolerances, why = apply_goal_tolerances(
-            predictor.config.default_tolerances, predictor.config.joints,
-            tolerance_requests(request.path_tolerance),
-            tolerance_requests(request.goal_tolerance), seconds(request.goal_time_tolerance))
-        if why is not None:
-            self.get_logger().warning(f'prediction uses the default tolerances: {why}')
-        verdict = predictor.predict(goal_from_msg(request.trajectory), positions, velocities,
-                                    tolerances, now=now)
-        response.verdict = verdict_msg(verdict, self.stamp_time(self.world.time))
-        self.get_logger().info(
-            f'predicted {verdict.duration:.2f} s in {verdict.computation_time * 1e3:.0f} ms: '
-            f'{"safe" if verdict.safe else verdict.summary}')
-        return response
 
     # --- parameters -------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]):
@@ -357,10 +286,9 @@ class SimNode(Node):
         self._running = False
         with self._command_ready:
             self._command_ready.notify_all()
-        self._thread.join(timeout=5.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
         self.world.close()
-        if self.predictor is not None:
-            self.predictor.close()
 
 
 def main(args: list[str] | None = None) -> int:
