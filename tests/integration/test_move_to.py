@@ -1,5 +1,6 @@
-"""The twin leads: `rdt move` plans a limit-respecting motion, predicts it and, only if safe,
-sends it through the bridge to the active target."""
+"""The twin leads: `rdt move` asks the planner (/sim/planner/move_to), which plans a
+limit-respecting motion, predicts it and, only if safe, sends it through the bridge to the active
+target."""
 from __future__ import annotations
 
 import subprocess
@@ -17,6 +18,12 @@ RDT = [sys.executable, '-m', 'reverse_digital_twin.cli', 'move']
 def _move(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*RDT, *args], capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
+
+
+def test_rdt_move_asks_the_planner():
+    from reverse_digital_twin.move_cli import action_name
+    from reverse_digital_twin.stack import TwinNames
+    assert action_name('sim') == TwinNames().move_to == '/sim/planner/move_to'
 
 
 def test_move_to_joint_target_runs_on_the_active_target(twin):
