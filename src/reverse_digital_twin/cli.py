@@ -93,11 +93,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.sim_only:
-        from reverse_digital_twin.demo import run_demo  # noqa: PLC0415
-        return run_demo(args.robot, _specs(args), args.output)
-    from reverse_digital_twin.twin_demo import run_twin_demo  # noqa: PLC0415
-    return run_twin_demo(args.robot, args.output, _overrides(args.params))
+    """The twin story, or with --sim-only one trajectory on the twin alone."""
+    from reverse_digital_twin.demo import run  # noqa: PLC0415
+    return run(args.robot, args.output, args.sim_only,
+               _specs(args) if args.sim_only else None, _overrides(args.params))
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
