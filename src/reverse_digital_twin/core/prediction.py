@@ -21,7 +21,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
 import numpy as np
@@ -142,6 +142,10 @@ class Predictor:
             the controller does not command), as in the live twin; others start at 0. Also the
             home pose in which touching link pairs are exempt from self-collision.
         self_collision: check the robot's links against each other (the default).
+        physics_decimation: step the prediction world at physics_rate / this (1: the live
+            twin's rate). Position motor gains are converted so that a motor closes the same
+            share of its error per live-rate time (PyBullet's gain is per step). Faster, and
+            allowed only where benchmarks/bench_prediction.py measures verdict parity.
     """
 
     def __init__(self, model: RobotModel, urdf_path: str, scene: Scene | None,
@@ -150,7 +154,7 @@ class Predictor:
                  allowed_contacts: Iterable[tuple[str, str]] = (),
                  velocity_margin: float = 1.05, horizon_after_end: float = 1.0,
                  initial_positions: Mapping[str, float] | None = None,
-                 self_collision: bool = True) -> None:
+                 self_collision: bool = True, physics_decimation: int = 1) -> None:
         for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'{name} must be a positive number of Hz, got {value}')
@@ -158,6 +162,12 @@ class Predictor:
             raise ConfigError(f'update_rate ({update_rate} Hz) exceeds physics_rate '
                               f'({physics_rate} Hz): the controller cannot run faster than the '
                               'physics')
+        if int(physics_decimation) != physics_decimation or physics_decimation < 1:
+            raise ConfigError(f'physics_decimation must be an integer >= 1, got '
+                              f'{physics_decimation}')
+        if update_rate > physics_rate / physics_decimation:
+            raise ConfigError(f'update_rate ({update_rate} Hz) exceeds the prediction physics '
+                              f'rate ({physics_rate} / {physics_decimation} Hz)')
         if command_delay_cycles < 0:
             raise ConfigError(f'command_delay_cycles must be >= 0, got {command_delay_cycles}')
         if not (velocity_margin > 0 and math.isfinite(velocity_margin)):
@@ -167,7 +177,11 @@ class Predictor:
         model.check_joints(list(config.joints), 'predictor controller joints')
         self.model = model
         self.config = config
-        self.physics_rate = float(physics_rate)
+        self.physics_decimation = int(physics_decimation)
+        self.physics_rate = float(physics_rate) / self.physics_decimation  # of this world
+        if self.physics_decimation > 1:  # same error decay per live-rate time, see above
+            motors = replace(motors, position_gain=1.0 - (1.0 - motors.position_gain)
+                             ** self.physics_decimation)
         self.update_rate = float(update_rate)
         self.period = 1.0 / self.update_rate
         self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
@@ -181,7 +195,7 @@ class Predictor:
         self._limits = [movable[j].limits for j in self._joints]
         self._units = [('m', 'm/s', 'N') if movable[j].type == 'prismatic'
                        else ('rad', 'rad/s', 'N*m') for j in self._joints]
-        self.world = PhysicsWorld(model, urdf_path, scene, physics_rate, motors,
+        self.world = PhysicsWorld(model, urdf_path, scene, self.physics_rate, motors,
                                   initial_positions, self_collision=self_collision)
         self._robot_links = frozenset(model.links)
         self.ignored_link_pairs: frozenset[frozenset[str]] = frozenset()

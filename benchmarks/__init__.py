@@ -1,0 +1,1 @@
+"""Benchmarks: speed against limits measured in the same run."""
