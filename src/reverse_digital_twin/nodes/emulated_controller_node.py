@@ -30,6 +30,8 @@ from reverse_digital_twin.core.controller import TrajectoryController
 from reverse_digital_twin.core.controller_config import CONTROLLER_PARAMETERS, controller_config
 from reverse_digital_twin.core.controller_config import joint_parameters
 from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalStatus, SingleGoalSlot
+from reverse_digital_twin.core.goal_lifecycle import report
 from reverse_digital_twin.core.robot_model import parse_urdf
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.core.trajectory import JointSample
@@ -40,12 +42,13 @@ from reverse_digital_twin.nodes.ros_common import tolerance_requests
 
 
 @dataclass
-class ActiveGoal:
-    """The goal being executed and the future its execute callback awaits."""
+class ControllerGoal:
+    """What the control loop decided for the active goal, reported at the monitor rate."""
 
-    handle: ServerGoalHandle
-    done: Future
-    outcome: tuple[str, int, str] | None = None  # (status, error_code, error_string) pending
+    pending: GoalOutcome | None = None
+
+
+PREEMPTED = GoalOutcome(GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE)
 
 
 class EmulatedController(Node):
@@ -78,7 +81,7 @@ class EmulatedController(Node):
         self._state_names: list[str] = []
         self._last_time: float | None = None
         self._last_cycle: CycleResult | None = None
-        self._active: ActiveGoal | None = None
+        self.goals: SingleGoalSlot[ControllerGoal] = SingleGoalSlot(Future)
 
         self._command_pub = self.create_publisher(JointState, 'physics/joint_commands',
                                                   PHYSICS_QOS)
@@ -151,11 +154,11 @@ class EmulatedController(Node):
         self._last_time = now
         cycle = self.core.update(now, measured, period)
         self._last_cycle = cycle
-        if cycle.outcome is not None and self._active is not None \
-                and self._active.outcome is None:
-            status = 'succeeded' if cycle.outcome.succeeded else 'aborted'
-            self._active.outcome = (status, int(cycle.outcome.error_code),
-                                    cycle.outcome.error_string)
+        active = self.goals.active
+        if cycle.outcome is not None and active is not None and active.data.pending is None:
+            status = GoalStatus.SUCCEEDED if cycle.outcome.succeeded else GoalStatus.ABORTED
+            active.data.pending = GoalOutcome(status, int(cycle.outcome.error_code),
+                                              cycle.outcome.error_string)
             if not cycle.outcome.succeeded:
                 self.get_logger().error(cycle.outcome.error_string)
         self._publish_command(msg, cycle)
@@ -178,8 +181,10 @@ class EmulatedController(Node):
         self.core.hold(measured)
 
     def _abort_active(self, text: str) -> None:
-        if self._active is not None and self._active.outcome is None:
-            self._active.outcome = ('aborted', int(ErrorCode.INVALID_GOAL), text)
+        active = self.goals.active
+        if active is not None and active.data.pending is None:
+            active.data.pending = GoalOutcome(GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL),
+                                              text)
 
     def _publish_command(self, state: JointState, cycle: CycleResult) -> None:
         cmd = JointState()
@@ -264,8 +269,6 @@ class EmulatedController(Node):
         return GoalResponse.ACCEPT
 
     def _on_accepted(self, handle: ServerGoalHandle) -> None:
-        if self._active is not None:
-            self._finish(self._active, 'aborted', int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE)
         request = handle.request
         tolerances, why = apply_goal_tolerances(
             self.core.config.default_tolerances, self.joints,
@@ -274,47 +277,32 @@ class EmulatedController(Node):
         if why is not None:
             self.get_logger().warning(f'Goal tolerances ignored, using the defaults: {why}')
         self.core.accept(goal_from_msg(request.trajectory), tolerances)
-        self._active = ActiveGoal(handle, Future())
+        self.goals.accept(handle, ControllerGoal(), PREEMPTED)
         handle.execute()
 
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
-        if self._active is not None and self._active.handle.goal_id.uuid.tobytes() == \
-                handle.goal_id.uuid.tobytes():
+        if self.goals.is_active(handle):
             self.get_logger().info(
                 'Canceling active action goal because cancel callback received.')
             self.core.hold()
         return CancelResponse.ACCEPT
 
     async def _execute(self, handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
-        active = self._active
-        if active is None or active.handle is not handle:  # preempted before it started
-            handle.abort()
-            return FollowJointTrajectory.Result(error_code=int(ErrorCode.INVALID_GOAL),
-                                                error_string=PREEMPTED_MESSAGE)
-        status, code, text = await active.done
-        if status == 'succeeded':
-            handle.succeed()
-        elif status == 'canceled':
-            handle.canceled()
-        else:
-            handle.abort()
-        return FollowJointTrajectory.Result(error_code=code, error_string=text)
-
-    def _finish(self, goal: ActiveGoal, status: str, code: int, text: str) -> None:
-        if not goal.done.done():
-            goal.done.set_result((status, code, text))
-        if self._active is goal:
-            self._active = None
+        record = self.goals.record_for(handle)
+        outcome = PREEMPTED if record is None else await record.done  # preempted before start
+        report(handle, outcome)
+        return FollowJointTrajectory.Result(error_code=outcome.error_code,
+                                            error_string=outcome.error_string)
 
     def _monitor(self) -> None:
-        goal = self._active
-        if goal is None:
+        record = self.goals.active
+        if record is None:
             return
-        if goal.handle.is_cancel_requested:
-            self._finish(goal, 'canceled', int(ErrorCode.SUCCESSFUL), '')
-        elif goal.outcome is not None:
-            self._finish(goal, *goal.outcome)
-        elif self._last_cycle is not None and goal.handle.is_active:
+        if record.handle.is_cancel_requested:
+            self.goals.cancel(record)
+        elif record.data.pending is not None:
+            self.goals.finish(record, record.data.pending)
+        elif self._last_cycle is not None and record.handle.is_active:
             cycle = self._last_cycle
             fb = FollowJointTrajectory.Feedback()
             fb.header.stamp = to_time(cycle.time)
@@ -324,7 +312,7 @@ class EmulatedController(Node):
             fb.error = point_msg(cycle.error, accelerations=False)
             if hasattr(fb, 'index'):  # control_msgs >= 6.3 (Kilted); absent in Jazzy
                 fb.index = cycle.index
-            goal.handle.publish_feedback(fb)
+            record.handle.publish_feedback(fb)
 
     def _on_query_state(self, request, response):
         traj = self.core.active_trajectory if self.core else None
