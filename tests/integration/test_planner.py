@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from rcl_interfaces.srv import ListParameters
 from rdt_interfaces.srv import PredictTrajectory
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -48,6 +49,26 @@ def test_the_planner_serves_predictions_and_move_to_and_the_sim_node_does_not(tw
     assert wait_for(lambda: actions <= services(), 10)
     assert not any(s.startswith(f'{names.sim_node}/') and ('predict' in s or 'move_to' in s)
                    for s in services())
+
+
+@pytest.mark.parametrize('node', ['sim_node', 'standin'])
+def test_the_sim_node_and_the_stand_in_declare_nothing_of_prediction(twin, node):
+    """Only the planner predicts and moves: the twin's sim node and the stand-in (which plays
+    the hardware) have no prediction or move_to parameters."""
+    name = getattr(twin.names, node)
+    client = twin.node.create_client(ListParameters, f'{name}/list_parameters')
+    try:
+        assert client.wait_for_service(timeout_sec=30.0)
+        future = client.call_async(ListParameters.Request(depth=0))
+        assert wait_for(future.done, 30)
+        declared = set(future.result().result.names)
+    finally:
+        twin.node.destroy_client(client)
+    assert 'physics_rate' in declared
+    planner_only = {'controller_parameters_file', 'controller_name', 'bridge_controller',
+                    'move_to_start_joint_states'}
+    assert not declared & planner_only
+    assert not [n for n in declared if n.startswith('prediction.')]
 
 
 def test_the_predict_service_answers_safe_and_unsafe(twin, predict_client):
