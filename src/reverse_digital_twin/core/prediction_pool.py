@@ -26,6 +26,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -135,7 +136,12 @@ def failed_verdict(joints: tuple[str, ...], reason: str, wall: float = 0.0) -> V
 # --- the worker process -------------------------------------------------------------------------
 
 def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
-    """Build the Predictor, then answer requests until the pipe closes."""
+    """Build the Predictor, then answer requests until the pipe closes.
+
+    Ctrl-C reaches the whole process group; the pool (the parent) ends its workers, so they
+    ignore SIGINT rather than print a traceback halfway through a world.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         predictor = spec.build()
     except Exception as exc:  # noqa: BLE001 - reported to the pool, which raises ConfigError
@@ -146,7 +152,7 @@ def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
         while True:
             try:
                 ticket, request = conn.recv()
-            except EOFError:
+            except (EOFError, OSError):
                 return
             try:
                 verdict = predictor.predict(request.goal, request.start_positions,
@@ -155,8 +161,8 @@ def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
                 conn.send((ticket, 'ok', verdict))
             except Exception as exc:  # noqa: BLE001 - a bad request must not end the worker
                 conn.send((ticket, 'error', f'{type(exc).__name__}: {exc}'))
-    except KeyboardInterrupt:
-        return
+    except (BrokenPipeError, KeyboardInterrupt):
+        return  # the pool is gone
     finally:
         predictor.close()
 
