@@ -153,3 +153,24 @@ def test_move_to_goes_through_the_planner_and_the_bridge(twin):
     assert result.error_code == 0, result.error_string
     assert wait_for(lambda: np.abs(twin.positions(twin.sim) - target).max() < 0.01, 5)
     assert np.abs(twin.positions(twin.hw) - twin.home).max() < 5e-3
+
+
+@pytest.mark.parametrize('parameter, value, words', [
+    ('prediction.workers', 0, 'workers'),
+    ('prediction.allowed_contacts', 'wrist_3_link', 'robot_link:other'),
+    ('prediction.min_speed', -1.0, 'min_speed'),
+])
+def test_a_bad_planner_parameter_is_one_clear_line(tmp_path, parameter, value, words):
+    """The planner alone, misconfigured: exit code 2 and a line naming the parameter."""
+    from reverse_digital_twin.nodes.node_main import EXIT_CONFIG_ERROR
+    from reverse_digital_twin.runner import Stack
+    from reverse_digital_twin.stack import PLANNER_NODE, twin_graph
+    spec = next(s for s in twin_graph('rdt_arm6', overrides={PLANNER_NODE: {parameter: value}})
+                if s.name == PLANNER_NODE)
+    with open(tmp_path / 'planner.log', 'w') as log, Stack([spec], echo=log) as stack:
+        dead = stack.wait(timeout=60)
+        assert dead is not None, 'the planner accepted a bad parameter'
+        assert dead.popen.returncode == EXIT_CONFIG_ERROR
+    output = (tmp_path / 'planner.log').read_text()
+    assert 'configuration error' in output and words in output, output
+    assert 'Traceback' not in output
