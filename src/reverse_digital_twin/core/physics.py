@@ -121,6 +121,11 @@ class PhysicsWorld:
             self.close()
             raise ConfigError(f'{urdf_path}: joints {missing} of the model are not in PyBullet')
         self._limits = {j.name: j.limits for j in model.movable_joints}
+        # joint -> (PyBullet index, lower, upper, motor force, motor velocity cap)
+        self._motor = {n: (self.joint_index[n], lim.lower, lim.upper,
+                           lim.effort if math.isfinite(lim.effort) else 1e6,
+                           lim.velocity if math.isfinite(lim.velocity) else 100.0)
+                       for n, lim in self._limits.items()}
         self._torque_mode: dict[str, float] = {}  # joint -> commanded effort
         self._sources: list[DynamicsSource] = []  # see add_dynamics
         self._model_built = False  # PyBullet's dynamics model exists (see set_link_inertia)
@@ -230,32 +235,28 @@ class PhysicsWorld:
         unknown = [j for j in joints if j not in self._limits]
         if unknown:
             raise ValueError(f'command names unknown joints {unknown}')
-        c, body = self._client, self.robot_id
+        # This runs for every joint of every control cycle: constants per joint are looked
+        # up once (_motor), bounds are min/max rather than np.clip, pybullet is called directly.
+        body, cid, motor = self.robot_id, self._cid, pybullet.setJointMotorControl2
+        kp, kd = self.motors.position_gain, self.motors.velocity_gain
         for k, name in enumerate(joints):
-            lim = self._limits[name]
-            index = self.joint_index[name]
-            force = lim.effort if math.isfinite(lim.effort) else 1e6
-            max_vel = lim.velocity if math.isfinite(lim.velocity) else 100.0
-            # min/max, not np.clip: this runs for every joint of every control cycle
+            index, lower, upper, force, max_vel = self._motor[name]
             if positions is not None:
                 self._torque_mode.pop(name, None)
-                target = min(max(float(positions[k]), lim.lower), lim.upper)
+                target = min(max(float(positions[k]), lower), upper)
                 vel = 0.0 if velocities is None else min(max(float(velocities[k]), -max_vel),
                                                          max_vel)
-                c.setJointMotorControl2(body, index, pybullet.POSITION_CONTROL,
-                                        targetPosition=target, targetVelocity=vel, force=force,
-                                        maxVelocity=max_vel,
-                                        positionGain=self.motors.position_gain,
-                                        velocityGain=self.motors.velocity_gain)
+                motor(body, index, pybullet.POSITION_CONTROL, targetPosition=target,
+                      targetVelocity=vel, force=force, maxVelocity=max_vel, positionGain=kp,
+                      velocityGain=kd, physicsClientId=cid)
             elif velocities is not None:
                 self._torque_mode.pop(name, None)
-                c.setJointMotorControl2(body, index, pybullet.VELOCITY_CONTROL,
-                                        targetVelocity=min(max(float(velocities[k]), -max_vel),
-                                                           max_vel),
-                                        force=force)
+                motor(body, index, pybullet.VELOCITY_CONTROL,
+                      targetVelocity=min(max(float(velocities[k]), -max_vel), max_vel),
+                      force=force, physicsClientId=cid)
             elif efforts is not None:
                 if name not in self._torque_mode:  # release the built-in velocity motor
-                    c.setJointMotorControl2(body, index, pybullet.VELOCITY_CONTROL, force=0.0)
+                    motor(body, index, pybullet.VELOCITY_CONTROL, force=0.0, physicsClientId=cid)
                 self._torque_mode[name] = min(max(float(efforts[k]), -force), force)
 
     def _apply_torques(self) -> None:

@@ -49,6 +49,11 @@ EFFORT_SATURATION = 0.999
 #: Shorter saturation is normal: a trajectory's velocity step (linear segments) makes the stiff
 #: motors of light wrist joints push at their limit for a few cycles.
 EFFORT_SATURATION_TIME = 0.25
+#: The prediction world steps at the live physics rate / this: half the physics work, same
+#: verdicts. benchmarks/bench_prediction.py measures it: on >= 200 seeded random goals (a third
+#: of them unsafe) every verdict (safe or not, first colliding pair) equals the full-rate one
+#: (predict_parity 1.000 on rdt_arm6 and the Panda); it may only stay if that stays >= 0.995.
+DEFAULT_PHYSICS_DECIMATION = 2
 #: PyBullet also reports contact points that are still apart (up to a few mm while a link
 #: approaches); only points at least this deep (m) are collisions.
 MIN_CONTACT_DEPTH = 0.0
@@ -143,9 +148,10 @@ class Predictor:
             home pose in which touching link pairs are exempt from self-collision.
         self_collision: check the robot's links against each other (the default).
         physics_decimation: step the prediction world at physics_rate / this (1: the live
-            twin's rate). Position motor gains are converted so that a motor closes the same
-            share of its error per live-rate time (PyBullet's gain is per step). Faster, and
-            allowed only where benchmarks/bench_prediction.py measures verdict parity.
+            twin's rate; None: :data:`DEFAULT_PHYSICS_DECIMATION` where a control cycle has a
+            multiple of it in live steps, else 1). Position motor gains are converted so that
+            a motor closes the same share of its error per live-rate time (PyBullet's gain is
+            per step). See DEFAULT_PHYSICS_DECIMATION for why it is allowed.
     """
 
     def __init__(self, model: RobotModel, urdf_path: str, scene: Scene | None,
@@ -154,7 +160,7 @@ class Predictor:
                  allowed_contacts: Iterable[tuple[str, str]] = (),
                  velocity_margin: float = 1.05, horizon_after_end: float = 1.0,
                  initial_positions: Mapping[str, float] | None = None,
-                 self_collision: bool = True, physics_decimation: int = 1) -> None:
+                 self_collision: bool = True, physics_decimation: int | None = None) -> None:
         for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'{name} must be a positive number of Hz, got {value}')
@@ -162,6 +168,10 @@ class Predictor:
             raise ConfigError(f'update_rate ({update_rate} Hz) exceeds physics_rate '
                               f'({physics_rate} Hz): the controller cannot run faster than the '
                               'physics')
+        if physics_decimation is None:
+            live_steps = round(physics_rate / update_rate)
+            physics_decimation = DEFAULT_PHYSICS_DECIMATION \
+                if live_steps % DEFAULT_PHYSICS_DECIMATION == 0 else 1
         if int(physics_decimation) != physics_decimation or physics_decimation < 1:
             raise ConfigError(f'physics_decimation must be an integer >= 1, got '
                               f'{physics_decimation}')
