@@ -86,6 +86,7 @@ class TwinCommander:
         self._lock = threading.Lock()
         self._services: dict[str, Any] = {}
         self._move: ActionClient | None = None
+        self._move_name = ''
         self.statuses: list[BridgeStatus] = []
         self.divergences: list[Divergence] = []
         self._subscriptions = [
@@ -251,10 +252,12 @@ class TwinCommander:
              position: Sequence[float] | None = None,
              quaternion: Sequence[float] = (0.0, 0.0, 0.0, 0.0), frame: str = '',
              tip_link: str = '', velocity_scaling: float = 0.5, timeout: float = 120.0,
-             on_feedback: Callable[[Any], None] | None = None) -> MoveOutcome:
+             on_feedback: Callable[[Any], None] | None = None,
+             action: str | None = None) -> MoveOutcome:
         """Let the planner plan, predict and execute a motion to joint positions or a tip
         position (+ orientation; a zero quaternion means any). Cancels the goal if the wait
-        ends early (timeout, Ctrl-C)."""
+        ends early (timeout, Ctrl-C). ``action``: another planner's move_to (default
+        TwinNames.move_to)."""
         goal = MoveTo.Goal(velocity_scaling=float(velocity_scaling))
         if positions is not None:
             goal.joint_names = list(joint_names)
@@ -267,11 +270,14 @@ class TwinCommander:
             goal.tip_link = tip_link
         else:
             raise ValueError('move needs joint positions or a tip position')
-        if self._move is None:
-            self._move = ActionClient(self.node, MoveTo, self.names.move_to)
+        action = action or self.names.move_to
+        if self._move is None or self._move_name != action:
+            if self._move is not None:
+                self._move.destroy()
+            self._move, self._move_name = ActionClient(self.node, MoveTo, action), action
         deadline = time.monotonic() + timeout
         if not wait_for(self._move.server_is_ready, min(self.timeout, timeout), poll=0.01):
-            raise TwinError(f'no action server {self.names.move_to}: {_hint()}')
+            raise TwinError(f'no action server {action}: {_hint()}')
         outcome = MoveOutcome(accepted=False)
 
         def feedback(message: Any) -> None:
@@ -280,7 +286,7 @@ class TwinCommander:
                 on_feedback(message.feedback)
         sent = self._move.send_goal_async(goal, feedback_callback=feedback)
         if not wait_for(sent.done, max(0.0, deadline - time.monotonic())):
-            raise TwinError(f'no answer from {self.names.move_to} within {timeout:g} s')
+            raise TwinError(f'no answer from {action} within {timeout:g} s')
         handle = sent.result()
         if not handle.accepted:
             return outcome
@@ -288,7 +294,7 @@ class TwinCommander:
         result = handle.get_result_async()
         try:
             if not wait_for(result.done, max(0.0, deadline - time.monotonic())):
-                raise TwinError(f'{self.names.move_to}: no result within {timeout:g} s; '
+                raise TwinError(f'{action}: no result within {timeout:g} s; '
                                 'goal cancelled')
         finally:
             if not result.done():

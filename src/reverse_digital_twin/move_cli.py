@@ -13,7 +13,6 @@ import argparse
 import math
 import re
 import sys
-import time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -132,110 +131,67 @@ def move_main(argv: list[str] | None = None) -> int:
 
 def _run(name: str, fields: dict, timeout: float) -> int:
     import rclpy  # noqa: PLC0415 - ROS only when actually moving
-    from action_msgs.msg import GoalStatus  # noqa: PLC0415
-    from rclpy.action import ActionClient  # noqa: PLC0415
-    from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
     from rclpy.signals import SignalHandlerOptions  # noqa: PLC0415
 
-    from rdt_interfaces.action import MoveTo  # noqa: PLC0415
+    from reverse_digital_twin.client import BackgroundNode  # noqa: PLC0415
+    from reverse_digital_twin.commander import TwinCommander, TwinError  # noqa: PLC0415
 
-    from reverse_digital_twin.client import ERROR_NAMES  # noqa: PLC0415
-
-    goal = MoveTo.Goal(velocity_scaling=fields['velocity_scaling'])
     if 'positions' in fields:
-        goal.joint_names = fields['joint_names']
-        goal.positions = fields['positions']
         names = fields['joint_names'] or "the controller's joints"
         print(f'rdt move: joints {names} -> {fields["positions"]}', flush=True)
+        target = dict(positions=fields['positions'], joint_names=fields['joint_names'])
     else:
-        goal.pose.header.frame_id = fields['frame']
-        p, q = goal.pose.pose.position, goal.pose.pose.orientation
-        p.x, p.y, p.z = fields['position']
-        q.x, q.y, q.z, q.w = fields['quaternion']
-        goal.tip_link = fields['tip_link']
         orientation = 'any orientation' if not any(fields['quaternion']) \
             else f'orientation {fields["quaternion"]}'
         print(f'rdt move: {fields["tip_link"] or "tip link"} -> {fields["position"]} m in '
               f'{fields["frame"] or "the world frame"}, {orientation}', flush=True)
+        target = dict(position=fields['position'], quaternion=fields['quaternion'],
+                      frame=fields['frame'], tip_link=fields['tip_link'])
+    last = {'stage': '', 'quarter': -1}
 
-    context = rclpy.Context()
+    def on_feedback(fb) -> None:
+        if fb.stage != last['stage']:
+            last['stage'], last['quarter'] = fb.stage, -1
+            print(f'  {fb.stage}', flush=True)
+        if fb.stage == 'executing':
+            quarter = int(fb.progress * 4 + 1e-9)
+            if quarter > last['quarter'] and quarter > 0:
+                last['quarter'] = quarter
+                print(f'  executing {min(quarter * 25, 100)} %', flush=True)
+
     # No rclpy signal handlers: Ctrl-C must leave the context up to cancel the goal.
-    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node('rdt_move', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    client = ActionClient(node, MoveTo, name)
-    deadline = time.monotonic() + timeout
-    handle = None
-    done = False
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    background = BackgroundNode('rdt_move')
+    commander = TwinCommander(background.node, timeout=min(10.0, timeout))
     try:
-        if not client.wait_for_server(timeout_sec=min(10.0, timeout)):
-            print(f'rdt move: no action server {name} (is the twin graph running, with its '
-                  'planner? try --namespace)', file=sys.stderr)
-            return EXIT_FAILED
-        last = {'stage': '', 'quarter': -1}
-
-        def on_feedback(message) -> None:
-            fb = message.feedback
-            if fb.stage != last['stage']:
-                last['stage'], last['quarter'] = fb.stage, -1
-                print(f'  {fb.stage}', flush=True)
-            if fb.stage == 'executing':
-                quarter = int(fb.progress * 4 + 1e-9)
-                if quarter > last['quarter'] and quarter > 0:
-                    last['quarter'] = quarter
-                    print(f'  executing {min(quarter * 25, 100)} %', flush=True)
-
-        future = client.send_goal_async(goal, feedback_callback=on_feedback)
-        executor.spin_until_future_complete(future, max(0.0, deadline - time.monotonic()))
-        handle = future.result() if future.done() else None
-        if handle is None:
-            print(f'rdt move: no answer from {name} within {timeout:g} s', file=sys.stderr)
-            return EXIT_FAILED
-        if not handle.accepted:
-            print(f'rdt move: {name} rejected the goal', file=sys.stderr)
-            return EXIT_FAILED
-        result_future = handle.get_result_async()
-        executor.spin_until_future_complete(result_future,
-                                            max(0.0, deadline - time.monotonic()))
-        if not result_future.done():
-            print(f'rdt move: no result within {timeout:g} s; cancelling', file=sys.stderr)
-            return EXIT_FAILED
-        done = True
-        response = result_future.result()
-        result = response.result
-        names = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABORTED: 'ABORTED',
-                 GoalStatus.STATUS_CANCELED: 'CANCELED'}
-        status = names.get(response.status, str(response.status))
-        code = ERROR_NAMES.get(result.error_code, str(result.error_code))
-        ok = response.status == GoalStatus.STATUS_SUCCEEDED and result.error_code == 0
-        text = f': {result.error_string}' if result.error_string else ''
-        print(f'rdt move: {status} ({code}){text}', file=sys.stdout if ok else sys.stderr,
-              flush=True)
-        verdict = result.verdict
-        if verdict.duration > 0 or verdict.summary:
-            if verdict.safe:
-                print(f'  twin: safe; predicted {verdict.duration:.2f} s, max tracking error '
-                      f'{verdict.max_tracking_error:.4f} ({verdict.max_tracking_error_joint})')
-            elif verdict.summary and verdict.summary not in result.error_string:
-                print('  twin refused it:\n' + '\n'.join(
-                    f'    {line}' for line in verdict.summary.splitlines()), file=sys.stderr)
-        return EXIT_OK if ok else EXIT_FAILED
+        outcome = commander.move(**target, velocity_scaling=fields['velocity_scaling'],
+                                 timeout=timeout, on_feedback=on_feedback, action=name)
+    except TwinError as exc:
+        print(f'rdt move: {exc}', file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        print('rdt move: interrupted; cancelling', file=sys.stderr)
+        print('rdt move: interrupted; the goal was cancelled', file=sys.stderr)
         return EXIT_FAILED
     finally:
-        if handle is not None and handle.accepted and not done and context.ok():
-            try:
-                cancel = handle.cancel_goal_async()
-                executor.spin_until_future_complete(cancel, 2.0)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        client.destroy()
-        executor.shutdown()
-        node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        commander.close()
+        background.close()
+        rclpy.try_shutdown()
+    if not outcome.accepted:
+        print(f'rdt move: {name} rejected the goal', file=sys.stderr)
+        return EXIT_FAILED
+    ok = outcome.succeeded
+    text = f': {outcome.error_string}' if outcome.error_string else ''
+    print(f'rdt move: {outcome.status_name} ({outcome.error_name}){text}',
+          file=sys.stdout if ok else sys.stderr, flush=True)
+    verdict = outcome.verdict
+    if verdict is not None and (verdict.duration > 0 or verdict.summary):
+        if verdict.safe:
+            print(f'  twin: safe; predicted {verdict.duration:.2f} s, max tracking error '
+                  f'{verdict.max_tracking_error:.4f} ({verdict.max_tracking_error_joint})')
+        elif verdict.summary and verdict.summary not in outcome.error_string:
+            print('  twin refused it:\n' + '\n'.join(
+                f'    {line}' for line in verdict.summary.splitlines()), file=sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 if __name__ == '__main__':
