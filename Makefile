@@ -39,7 +39,7 @@ demo: $(READY)
 	$(RUN) rdt demo
 
 bench: $(READY)
-	$(RUN) python -m reverse_digital_twin.benchmarks
+	$(RUN) python -m benchmarks
 
 up: $(READY)
 	$(RUN) rdt up
