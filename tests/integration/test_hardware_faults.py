@@ -74,10 +74,11 @@ def test_hung_driver_is_caught_by_the_execution_timeout(ros_node, tmp_path):
 
 
 def test_a_hung_twin_means_goals_are_rejected_not_run_blind(ros_node, tmp_path):
+    """The twin's predictions (the planner process) hang: goals are refused, never run."""
     twin = Twin(ros_node, 'rdt_arm6', tmp_path, overrides={'bridge': {'prediction_timeout': 1.0}})
     sim = None
     try:
-        sim = twin.stack.process('pybullet_sim')
+        sim = twin.stack.process('planner')
         sim.signal(19)  # SIGSTOP: the twin cannot answer
         asked = time.monotonic()
         outcome = twin.client.send(make_trajectory(twin.joints, [twin.pose(0.1)], [1.0]),
@@ -85,7 +86,7 @@ def test_a_hung_twin_means_goals_are_rejected_not_run_blind(ros_node, tmp_path):
         assert not outcome.accepted
         assert time.monotonic() - asked < 5
         bridge = next(p for p in twin.stack.processes if p.name == '/joint_trajectory_controller')
-        assert wait_for(lambda: any('no verdict within 1 s' in line
+        assert wait_for(lambda: any('no verdict within' in line
                                     for line in list(bridge.tail)), 5), list(bridge.tail)
     finally:
         if sim is not None:
