@@ -162,6 +162,9 @@ class PhysicsWorld:
 
     @property
     def client(self) -> bullet_client.BulletClient:
+        """The PyBullet connection, for tests and this module only: everything else goes
+        through the methods here, so another physics backend can take this module's place
+        (tests/unit/test_core_encapsulation.py checks it)."""
         return self._client
 
     @property
@@ -181,9 +184,14 @@ class PhysicsWorld:
     # --- sensing ----------------------------------------------------------------------------
     def read_state(self, joints: Sequence[str]) -> MeasuredState:
         """Positions (rad|m), velocities (rad/s|m/s) and efforts (N*m|N) of the given joints."""
-        states = self._client.getJointStates(self.robot_id, [self.joint_index[j] for j in joints])
-        efforts = [self._torque_mode.get(j, s[3]) for j, s in zip(joints, states)]
-        return MeasuredState(np.array([s[0] for s in states]), np.array([s[1] for s in states]),
+        if not joints:
+            return MeasuredState(np.zeros(0), np.zeros(0), np.zeros(0))
+        index = self.joint_index
+        positions, velocities, _, efforts = zip(*pybullet.getJointStates(
+            self.robot_id, [index[j] for j in joints], physicsClientId=self._cid))
+        if self._torque_mode:
+            efforts = [self._torque_mode.get(j, e) for j, e in zip(joints, efforts)]
+        return MeasuredState(np.array(positions), np.array(velocities),
                              np.array(efforts, dtype=float))
 
     def joint_positions(self, joints: Sequence[str]) -> list[float]:

@@ -201,6 +201,7 @@ class Predictor:
         self.allowed_contacts: tuple[tuple[str, str], ...] = tuple(
             (str(a), str(b)) for a, b in allowed_contacts)
         self._joints = tuple(config.joints)
+        self._joint_list = list(self._joints)
         movable = {j.name: j for j in model.movable_joints}
         self._limits = [movable[j].limits for j in self._joints]
         self._units = [('m', 'm/s', 'N') if movable[j].type == 'prismatic'
@@ -345,22 +346,23 @@ class _Rollout:
         self.upper = np.array([lim.upper for lim in limits]) + POSITION_LIMIT_SLACK
         self.vmax = np.array([lim.velocity for lim in limits]) * predictor.velocity_margin
         self.emax = np.array([lim.effort for lim in limits]) * EFFORT_SATURATION
+        self.any_saturated = False  # some self.saturated count may be nonzero
 
     def cycle(self, controller: TrajectoryController) -> CycleResult:
         """One control cycle: measure, check limits, run the control law, queue the command."""
         p, world = self.p, self.p.world
         self.t = world.time
-        state = world.read_state(list(p._joints))
+        state = world.read_state(p._joint_list)
         self.times.append(self.t)
         self.positions.append(state.positions)
         self.velocities.append(state.velocities)
         self._check_limits(state.positions, state.velocities)
         result = controller.update(self.now + self.t, p._sample(state.positions,
                                                                 state.velocities), p.period)
-        errors = np.abs(result.error.positions)
-        k = int(np.argmax(errors))
-        if errors[k] > self.max_error:
-            self.max_error, self.max_error_joint = float(errors[k]), p._joints[k]
+        errors = np.abs(result.error.positions).tolist()  # plain floats: cheaper for 6 values
+        worst = max(errors)
+        if worst > self.max_error:
+            self.max_error, self.max_error_joint = worst, p._joints[errors.index(worst)]
         self.pending.append(result.command)
         return result
 
@@ -371,7 +373,7 @@ class _Rollout:
             command = self.pending.popleft()
             try:
                 world.apply_command(
-                    list(p._joints),
+                    p._joint_list,
                     positions=None if command.positions is None else command.positions.tolist(),
                     velocities=None if command.velocities is None
                     else command.velocities.tolist(),
@@ -383,9 +385,9 @@ class _Rollout:
         self._check_effort(self._step_cycle())
         self._check_contacts(world.time)
 
-    def _step_cycle(self) -> np.ndarray:
+    def _step_cycle(self) -> np.ndarray | None:
         """Step one control period; the mean effort per joint over its steps where it may be
-        saturated, else 0.
+        saturated, else 0; None when no joint may be.
 
         Efforts are summed over every physics step: a single sample cannot tell a motor
         pushing against something from one chattering at the limit. A joint's effort is read
@@ -409,6 +411,8 @@ class _Rollout:
             live = [i for i in live if abs(efforts[i]) >= floor[i]]
         if done < n:
             world.step(n - done)
+        if not live:
+            return None
         mean = np.zeros(len(sums))
         for i in live:
             mean[i] = sums[i] / n
@@ -430,6 +434,9 @@ class _Rollout:
 
     def _check_limits(self, q: np.ndarray, v: np.ndarray) -> None:
         p = self.p
+        if (q - self.lower).min() >= 0.0 and (self.upper - q).min() >= 0.0 \
+                and (self.vmax - np.abs(v)).min() >= 0.0:
+            return  # the usual case, in three vector operations
         for i in np.flatnonzero((q < self.lower) | (q > self.upper)):
             lim = p._limits[i]
             bound = lim.lower if q[i] < self.lower[i] else lim.upper
@@ -437,9 +444,16 @@ class _Rollout:
         for i in np.flatnonzero(np.abs(v) > self.vmax):
             self._violation(i, 'velocity', float(v[i]), p._limits[i].velocity)
 
-    def _check_effort(self, effort: np.ndarray) -> None:
-        """``effort``: mean over the physics steps of the cycle that started at ``self.t``."""
+    def _check_effort(self, effort: np.ndarray | None) -> None:
+        """``effort``: mean over the physics steps of the cycle that started at ``self.t``
+        (None: no joint saturated)."""
         p, t = self.p, self.t
+        if effort is None:
+            if self.any_saturated:
+                self.saturated[:] = 0
+                self.any_saturated = False
+            return
+        self.any_saturated = True
         saturated = np.abs(effort) >= self.emax
         for i in range(len(saturated)):
             if not saturated[i]:
