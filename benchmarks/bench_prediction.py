@@ -3,7 +3,8 @@
 - ``predict_10s_ms``: CPU time (see _best) of one :class:`Predictor` prediction of a 10 s
   trajectory (self-collision on, the predictor as the planner builds it), best of several runs;
 - ``predict_bare_10s_ms``: PyBullet's stepSimulation alone for as many steps at the live
-  physics rate, same robot, scene and self-collision setting: the limit;
+  physics rate, in a full-rate predictor's world (same robot, scene, self-collision pairs):
+  the limit;
 - ``predict_no_self_collision_10s_ms``: the same prediction without self-collision (its cost);
 - ``predict_parity``: share of seeded random goals whose verdict (safe or not, and the first
   colliding pair of links/objects) equals that of a full-rate reference predictor (physics
@@ -27,7 +28,7 @@ import numpy as np
 from reverse_digital_twin.core.controller_config import controller_config
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.motion import plan_joint_motion
-from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
+from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.core.prediction import Predictor, Verdict
 from reverse_digital_twin.stack import load_robot
 
@@ -153,9 +154,7 @@ def measure(robot: str = 'rdt_arm6', parity_goals: int = PARITY_GOALS, seed: int
     with r.predictor(physics_decimation=1) as full:
         full_s = _time_prediction(full, goal, r.start)
         _log(f'{robot}: bare stepSimulation, {steps} steps at {r.physics_rate:.0f} Hz')
-        with PhysicsWorld(r.model, str(r.setup.urdf), r.scene, r.physics_rate, MotorSettings(),
-                          r.setup.initial_positions, self_collision=True) as world:
-            bare_s = _time_bare(world, steps)
+        bare_s = _time_bare(full.world, steps)  # self-collision on, its exemptions set
         _log(f'{robot}: parity over {parity_goals} seeded random goals (seed {seed})')
         with r.predictor() as fast:
             same, unsafe, kinds, mismatches = 0, 0, {}, []

@@ -49,10 +49,11 @@ EFFORT_SATURATION = 0.999
 #: Shorter saturation is normal: a trajectory's velocity step (linear segments) makes the stiff
 #: motors of light wrist joints push at their limit for a few cycles.
 EFFORT_SATURATION_TIME = 0.25
-#: The prediction world steps at the live physics rate / this: half the physics work, same
-#: verdicts. benchmarks/bench_prediction.py measures it: on >= 200 seeded random goals (a third
-#: of them unsafe) every verdict (safe or not, first colliding pair) equals the full-rate one
-#: (predict_parity 1.000 on rdt_arm6 and the Panda); it may only stay if that stays >= 0.995.
+#: The prediction world steps at the live physics rate / this: half the physics work. An unsafe
+#: verdict is confirmed by a rollout at the live rate (Predictor.predict), so refusals are
+#: exact and only "safe" rests on the coarse world. benchmarks/bench_prediction.py measures the
+#: parity with full-rate rollouts on >= 200 seeded random goals (a third of them unsafe);
+#: this may only stay while predict_parity stays >= 0.995 on every robot of config/.
 DEFAULT_PHYSICS_DECIMATION = 2
 #: PyBullet also reports contact points that are still apart (up to a few mm while a link
 #: approaches); only points at least this deep (m) are collisions.
@@ -188,6 +189,7 @@ class Predictor:
         self.model = model
         self.config = config
         self.physics_decimation = int(physics_decimation)
+        original_motors = motors
         self.physics_rate = float(physics_rate) / self.physics_decimation  # of this world
         if self.physics_decimation > 1:  # same error decay per live-rate time, see above
             motors = replace(motors, position_gain=1.0 - (1.0 - motors.position_gain)
@@ -226,10 +228,19 @@ class Predictor:
             n * EFFORT_SATURATION * lim.effort - (n - 1) * lim.effort * (1.0 + 1e-6)
             if math.isfinite(lim.effort) else math.inf for lim in self._limits]
         self._initial_state = self.world.save_state()
+        # An unsafe verdict of the coarse world is confirmed at the live rate (see predict)
+        self._full_rate: Predictor | None = None
+        if self.physics_decimation > 1:
+            self._full_rate = Predictor(
+                model, urdf_path, scene, physics_rate, update_rate, config, original_motors,
+                command_delay_cycles, allowed_contacts, velocity_margin, horizon_after_end,
+                initial_positions, self_collision, physics_decimation=1)
 
     # --- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         self.world.close()
+        if self._full_rate is not None:
+            self._full_rate.close()
 
     def __enter__(self) -> 'Predictor':
         return self
@@ -251,8 +262,22 @@ class Predictor:
             tolerances: the goal's tolerances merged with the defaults (None: the defaults).
             now: the controller clock at the start (s), so that a nonzero header stamp means
                 what it will mean live. Times in the verdict are relative to it.
+
+        With a physics decimation, a safe verdict is the coarse world's, and an unsafe one is
+        rolled out again at the live physics rate and that verdict returned (its
+        computation_time includes both): a refusal always gives the exact reason.
         """
         wall0 = time.perf_counter()
+        verdict = self._predict(goal, start_positions, start_velocities, tolerances, now, wall0)
+        if verdict.safe or verdict.rejected or self._full_rate is None:
+            return verdict
+        return self._full_rate._predict(goal, start_positions, start_velocities, tolerances,
+                                        now, wall0)
+
+    def _predict(self, goal: TrajectoryGoal, start_positions: Mapping[str, float],
+                 start_velocities: Mapping[str, float] | None,
+                 tolerances: SegmentTolerances | None, now: float, wall0: float) -> Verdict:
+        """One rollout in this predictor's world; see predict()."""
         joints = self._joints
         n = len(joints)
         controller = TrajectoryController(self.config)
