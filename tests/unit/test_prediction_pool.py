@@ -19,7 +19,7 @@ from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.prediction_pool import DeadlinePolicy, PredictionError
 from reverse_digital_twin.core.prediction_pool import PredictionPool, PredictionRequest
-from reverse_digital_twin.core.prediction_pool import PredictorSpec
+from reverse_digital_twin.core.prediction_pool import PredictorSpec, start_forkserver
 from reverse_digital_twin.stack import load_robot
 
 
@@ -156,3 +156,23 @@ def test_a_closed_pool_refuses_requests(spec):
     pool.close()
     with pytest.raises(PredictionError, match='not running'):
         pool.predict(request(spec))
+
+
+def _sigint_ignored_or_blocked(pid: int) -> bool:
+    fields = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status'))
+    bit = 1 << (signal.SIGINT - 1)
+    return bool((int(fields['SigBlk'], 16) | int(fields['SigIgn'], 16)) & bit)
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/status'), reason='needs /proc')
+def test_ctrl_c_for_the_process_group_leaves_the_workers_to_the_pool(spec):
+    """The runner's Ctrl-C reaches every process of the node's group: the forkserver and the
+    workers must neither die nor print a traceback (the pool ends them)."""
+    from multiprocessing import forkserver
+    start_forkserver()  # as the planner does before rclpy.init
+    with PredictionPool(spec, workers=1) as pool:
+        pids = [pool.worker_pids()[0], forkserver._forkserver._forkserver_pid]
+        assert all(_sigint_ignored_or_blocked(pid) for pid in pids)
+        os.kill(pids[0], signal.SIGINT)
+        assert pool.predict(request(spec, 1.0), timeout=60).safe
+        assert pool.worker_pids()[0] == pids[0] and pool.deaths == 0

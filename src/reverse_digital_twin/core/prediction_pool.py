@@ -133,6 +133,26 @@ def failed_verdict(joints: tuple[str, ...], reason: str, wall: float = 0.0) -> V
                    np.zeros((0, n)), np.zeros((0, n)), 0.0, wall)
 
 
+def start_forkserver() -> None:
+    """Start the workers' forkserver now, with SIGINT ignored (it and its workers inherit that).
+
+    A Ctrl-C for the node's process group (the runner's stop) then never kills the forkserver
+    halfway through importing its preload, with a traceback; the pool ends its processes
+    itself. Call it from the main thread before rclpy installs its signal handlers (the
+    handler is swapped for a moment). Without it, the forkserver starts with the first pool.
+    """
+    from multiprocessing import forkserver  # noqa: PLC0415
+    multiprocessing.get_context('forkserver').set_forkserver_preload([__name__])
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # --- the worker process -------------------------------------------------------------------------
 
 def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
@@ -145,10 +165,13 @@ def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
     try:
         predictor = spec.build()
     except Exception as exc:  # noqa: BLE001 - reported to the pool, which raises ConfigError
-        conn.send(('fatal', f'{type(exc).__name__}: {exc}'))
+        try:
+            conn.send(('fatal', f'{type(exc).__name__}: {exc}'))
+        except OSError:
+            pass  # the pool is gone
         return
-    conn.send(('ready', os.getpid()))
     try:
+        conn.send(('ready', os.getpid()))
         while True:
             try:
                 ticket, request = conn.recv()
@@ -161,7 +184,7 @@ def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
                 conn.send((ticket, 'ok', verdict))
             except Exception as exc:  # noqa: BLE001 - a bad request must not end the worker
                 conn.send((ticket, 'error', f'{type(exc).__name__}: {exc}'))
-    except (BrokenPipeError, KeyboardInterrupt):
+    except (OSError, KeyboardInterrupt):
         return  # the pool is gone
     finally:
         predictor.close()

@@ -32,6 +32,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
             return EXIT_CONFIG_ERROR
+        except Exception:
+            if not rclpy.ok():  # Ctrl-C while starting: rclpy shut the context down under us
+                return 0
+            raise
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

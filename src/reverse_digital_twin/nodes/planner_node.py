@@ -30,6 +30,7 @@ from reverse_digital_twin.core.prediction import Verdict
 from reverse_digital_twin.core.prediction_pool import DeadlinePolicy, PredictionError
 from reverse_digital_twin.core.prediction_pool import PredictionPool, PredictionRequest
 from reverse_digital_twin.core.prediction_pool import PredictorSpec, failed_verdict
+from reverse_digital_twin.core.prediction_pool import start_forkserver
 from reverse_digital_twin.core.robot_model import load_robot_model
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
@@ -148,9 +149,8 @@ class PlannerNode(Node):
         except ConfigError as exc:
             raise ConfigError(f'parameters prediction.min_speed/max_time: {exc}') from None
         self.pool = PredictionPool(spec, workers=workers, deadline=deadline)
-        #: A private world for inverse kinematics (~/move_to poses); never stepped.
-        self.ik_world = PhysicsWorld(self.model, str(urdf_path), scene, physics_rate, motors,
-                                     initial)
+        self._ik_args = (self.model, str(urdf_path), scene, physics_rate, motors, initial)
+        self._ik_world: PhysicsWorld | None = None
         self._state: TwinState | None = None
         self._state_lock = threading.Lock()
         group = ReentrantCallbackGroup()  # predictions answer concurrently
@@ -175,7 +175,15 @@ class PlannerNode(Node):
         if self.move_to is not None:
             self.move_to.destroy()
         self.pool.close()
-        self.ik_world.close()
+        if self._ik_world is not None:
+            self._ik_world.close()
+
+    @property
+    def ik_world(self) -> PhysicsWorld:
+        """A private world for inverse kinematics (~/move_to poses), built on first use."""
+        if self._ik_world is None:
+            self._ik_world = PhysicsWorld(*self._ik_args)
+        return self._ik_world
 
     # --- the twin's state -----------------------------------------------------------------------
     def _on_twin_state(self, msg: JointState) -> None:
@@ -248,6 +256,7 @@ class PlannerNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Entry point: ros2 run reverse_digital_twin planner --ros-args ..."""
     from reverse_digital_twin.nodes.node_main import run_node  # noqa: PLC0415
+    start_forkserver()  # before rclpy's signal handlers: the workers ignore Ctrl-C
     return run_node(PlannerNode, args)
 
 
