@@ -394,6 +394,45 @@ def test_restore_state_returns_to_saved_joint_state(robot):
     assert np.array_equal(restored.velocities, saved.velocities)
 
 
+def test_preserved_state_restores_also_after_an_exception(robot):
+    world = robot.world()
+    world.apply_command(robot.joints, positions=list(robot.home_array + 0.2))
+    world.step(100)
+    before = world.read_state(robot.joints)
+    with pytest.raises(RuntimeError):
+        with world.preserved_state():
+            world.reset_joints(dict(zip(robot.joints, robot.home_array - 0.3)))
+            world.step(10)
+            raise RuntimeError('inside')
+    after = world.read_state(robot.joints)
+    assert np.array_equal(after.positions, before.positions)
+    assert np.array_equal(after.velocities, before.velocities)
+
+
+def test_reset_joints_sets_positions_and_velocities_of_the_named_joints(robot):
+    world = robot.world()
+    first, others = robot.joints[0], robot.joints[1:]
+    kept = world.read_state(others).positions
+    world.reset_joints({first: robot.home[first] + 0.1}, {first: 0.5})
+    state = world.read_state([first])
+    assert state.positions[0] == pytest.approx(robot.home[first] + 0.1)
+    assert state.velocities[0] == pytest.approx(0.5)
+    assert np.array_equal(world.read_state(others).positions, kept)
+
+
+def test_link_pose_is_the_forward_kinematics_of_the_positions(robot):
+    world = robot.world()
+    tip = world.tip_link
+    home_pose = world.link_pose(tip)
+    with world.preserved_state():
+        world.reset_joints({robot.joints[0]: robot.home[robot.joints[0]] + 0.5})
+        moved = world.link_pose(tip)
+    assert not np.allclose(moved[0], home_pose[0], atol=1e-3)
+    assert np.array_equal(world.link_pose(tip)[0], home_pose[0])
+    with pytest.raises(ValueError, match='no_such_link'):
+        world.link_pose('no_such_link')
+
+
 # --- 8. configuration errors ----------------------------------------------------------------
 
 def test_missing_robot_urdf_raises_config_error_naming_file(robot, tmp_path):

@@ -328,6 +328,16 @@ def test_agrees_with_a_plain_closed_loop(arm6, goal_name):
         np.testing.assert_allclose(state.positions, verdict.final_positions, rtol=0, atol=1e-9)
 
 
+def test_a_refusal_is_the_full_rate_rollout(arm6):
+    """The decimated predictor confirms an unsafe verdict at the live rate, to the bit."""
+    s, predictor = arm6
+    with s.predictor(physics_decimation=1) as full_rate:
+        reference = full_rate.predict(sweep_goal(s), s.home)
+    v = predictor.predict(sweep_goal(s), s.home)
+    assert not v.safe
+    _same(v, reference)
+
+
 def test_one_cycle_command_delay(arm6):
     """The live sim without lockstep: a command acts one cycle later, the arm still arrives."""
     s, predictor = arm6
