@@ -111,6 +111,7 @@ def test_the_deadline_grows_with_the_trajectory_and_is_capped(spec):
     delayed = replace(long, goal=replace(long.goal, stamp=105.0), now=100.0)
     assert policy.bound(delayed) == pytest.approx((9.0 + 5.0 + 1.0) / 2.0 + 1.0)
     assert policy.bound(request(spec, 1000.0)) == 20.0
+    assert policy.bound(short, default_goal_time=5.0) == pytest.approx((1.0 + 5.0) / 2.0 + 1.0)
     with pytest.raises(ConfigError, match='min_speed'):
         DeadlinePolicy(min_speed=0.0)
 

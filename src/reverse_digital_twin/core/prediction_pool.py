@@ -114,12 +114,16 @@ class DeadlinePolicy:
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f'prediction deadline: {name} must be >= 0, got {value}')
 
-    def bound(self, request: PredictionRequest) -> float:
-        """The wall time ``request`` may take before its worker is killed."""
+    def bound(self, request: PredictionRequest, default_goal_time: float = 0.0) -> float:
+        """The wall time ``request`` may take before its worker is killed.
+
+        ``default_goal_time``: the controller's goal_time tolerance, for requests without
+        tolerances (the prediction waits that long after the end for the outcome)."""
         points = request.goal.points
         duration = float(points[-1].time_from_start) if points else 0.0
         delay = float(request.goal.stamp) - float(request.now) if request.goal.stamp else 0.0
-        goal_time = request.tolerances.goal_time if request.tolerances is not None else 0.0
+        goal_time = request.tolerances.goal_time if request.tolerances is not None \
+            else default_goal_time
         simulated = duration + max(delay, 0.0) + max(goal_time, self.settling)
         if not math.isfinite(simulated):
             return self.max_time
@@ -396,7 +400,8 @@ class PredictionPool:
             if not job.future.set_running_or_notify_cancel():
                 continue  # cancelled while queued
             job.started = time.monotonic()
-            job.deadline = job.started + self.deadline.bound(job.request)
+            job.deadline = job.started + self.deadline.bound(
+                job.request, self.spec.config.default_tolerances.goal_time)
             worker.job = job
             try:
                 worker.conn.send((job.ticket, job.request))
