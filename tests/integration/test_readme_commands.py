@@ -141,9 +141,10 @@ def test_rdt_up_variant_starts_and_stops(args, ros_node, tmp_path):
         assert ready and up.process.poll() is None, up.output()[-3000:]
         assert wait_for(lambda: client.positions(joints) is not None, 30.0), \
             f'no {names.joint_states} with the {robot} joints'
-        nodes = node_names(ros_node)
         if '--sim-only' in args:  # the twin alone at the root, as a driver
-            assert '/pybullet_sim' in nodes and names.sim_node not in nodes, nodes
+            assert wait_for(lambda: '/pybullet_sim' in node_names(ros_node), 30.0), \
+                sorted(node_names(ros_node))
+            assert names.sim_node not in node_names(ros_node)
         else:
             assert wait_for(lambda: {names.sim_node, names.sim_controller}
                             <= node_names(ros_node), 30.0), sorted(node_names(ros_node))
