@@ -34,6 +34,12 @@ from reverse_digital_twin.core.prediction_pool import PredictionPool, Prediction
 from reverse_digital_twin.core.prediction_pool import PredictorSpec
 from reverse_digital_twin.stack import load_robot
 
+#: Targets (the aggregator marks them met or missed): the twin keeps real time while it
+#: predicts; two workers nearly double the throughput; a long goal is predicted at least as fast
+#: as the in-process predictor did (8 x real time).
+TARGETS = {'twin_rtf_while_predicting': ('>=', 0.98),
+           'parallel_prediction_efficiency': ('>=', 0.8),
+           'predict_in_graph_x_realtime': ('>=', 8.0)}
 #: Goals predicted back to back while the twin's real-time factor is measured.
 RTF_GOALS = 20
 #: Predictions per pool size and round for the parallel efficiency (an even number), and
