@@ -38,7 +38,13 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             raise
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        try:
+            executor.spin()
+        except RuntimeError:
+            # Ctrl-C shuts the context down while the executor takes a message; rclpy then
+            # raises from take_message. A shutdown is not an error worth a traceback.
+            if rclpy.ok():
+                raise
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
