@@ -177,3 +177,12 @@ def test_ctrl_c_for_the_process_group_leaves_the_workers_to_the_pool(spec):
         os.kill(pids[0], signal.SIGINT)
         assert pool.predict(request(spec, 1.0), timeout=60).safe
         assert pool.worker_pids()[0] == pids[0] and pool.deaths == 0
+
+
+def test_a_request_that_finds_no_free_worker_in_time_is_refused(spec):
+    with PredictionPool(spec, workers=1,
+                        deadline=DeadlinePolicy(min_speed=0.01, max_time=0.3)) as pool:
+        first, second = pool.submit(request(spec, 20.0)), pool.submit(request(spec, 20.0))
+        assert 'timed out' in first.result(timeout=30).summary
+        verdict = second.result(timeout=30)
+        assert not verdict.safe and 'no prediction worker was free' in verdict.summary

@@ -14,6 +14,8 @@ Rules that keep one bad request from hurting the next:
   gets an unsafe :class:`Verdict` saying the prediction timed out.
 - **Worker death** (crash, killed from outside): the worker is respawned and its request gets an
   unsafe verdict saying so; the goal was not checked, so it must not run.
+- **Queueing**: a request that finds no free worker within ``max_time`` (workers busy or
+  failing to start) gets an unsafe verdict saying so, rather than waiting forever.
 - **Bad input** (a start state naming unknown joints, non-finite values): the request's future
   raises :class:`PredictionError` with the reason; the worker carries on.
 
@@ -374,6 +376,9 @@ class PredictionPool:
             self._assign()
             now = time.monotonic()
             deadlines = [w.job.deadline for w in self._workers if w.job is not None]
+            with self._lock:
+                if self._queue:
+                    deadlines.append(self._queue[0].submitted + self.deadline.max_time)
             timeout = max(min(deadlines) - now, 0.0) if deadlines else None
             busy_or_starting = [w.conn for w in self._workers if w.job is not None or not w.ready]
             if any(not w.ready for w in self._workers):
@@ -438,6 +443,16 @@ class PredictionPool:
             _resolve_error(job.future, payload)
 
     def _expire(self, now: float) -> None:
+        limit = self.deadline.max_time
+        with self._lock:
+            stale = [job for job in self._queue if now - job.submitted > limit]
+            for job in stale:
+                self._queue.remove(job)
+        for job in stale:
+            self.timeouts += 1
+            _resolve(job.future, failed_verdict(
+                self.joints, f'the prediction timed out: no prediction worker was free within '
+                f'{limit:g} s; the goal was not checked', now - job.submitted))
         for worker in list(self._workers):
             if not worker.ready and now - worker.started > STARTUP_TIMEOUT:
                 self._lost(worker, None, f'prediction worker {worker.index} did not start')
