@@ -185,4 +185,8 @@ def test_a_request_that_finds_no_free_worker_in_time_is_refused(spec):
         first, second = pool.submit(request(spec, 20.0)), pool.submit(request(spec, 20.0))
         assert 'timed out' in first.result(timeout=30).summary
         verdict = second.result(timeout=30)
-        assert not verdict.safe and 'no prediction worker was free' in verdict.summary
+        # it waited max_time for the only worker: refused, whether the queue check or the
+        # respawned worker's own deadline comes first (a matter of scheduling)
+        assert not verdict.safe
+        assert 'no prediction worker was free' in verdict.summary \
+            or 'timed out' in verdict.summary, verdict.summary

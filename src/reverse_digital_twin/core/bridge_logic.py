@@ -14,6 +14,8 @@ from enum import Enum
 
 import numpy as np
 
+from reverse_digital_twin.core.deadlines import wall_deadline
+
 
 class Target(str, Enum):
     """Where goals go."""
@@ -187,11 +189,12 @@ def prediction_deadline(duration: float, delay: float, settling: float, base: fl
                         min_speed: float, cap: float) -> float:
     """How long the bridge waits for the twin's verdict (wall s).
 
-    A rollout simulates the start delay, the trajectory and the settling; the twin must do it
-    at least ``min_speed`` x real time. ``cap`` bounds absurd goals.
+    A rollout simulates the start delay, the trajectory and the settling; the planner gives
+    it (simulated / min_speed + its allowance, capped) before answering "timed out", by the
+    same rule (:func:`~reverse_digital_twin.core.deadlines.wall_deadline`).
     """
     simulated = max(delay, 0.0) + max(duration, 0.0) + max(settling, 0.0)
-    return min(base + simulated / max(min_speed, 1e-6), cap)
+    return wall_deadline(simulated, max(min_speed, 1e-6), base, cap)
 
 
 def start_deviation(first_positions: Sequence[float], measured: Sequence[float],

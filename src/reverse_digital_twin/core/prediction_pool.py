@@ -47,6 +47,7 @@ from reverse_digital_twin.core.prediction import Predictor, Verdict
 from reverse_digital_twin.core.robot_model import RobotModel
 from reverse_digital_twin.core.scene import Scene
 from reverse_digital_twin.core.tolerances import SegmentTolerances
+from reverse_digital_twin.core.deadlines import wall_deadline
 
 #: Multiprocessing start method of the workers ('fork' is unsafe from a threaded rclpy process).
 START_METHOD = 'forkserver'
@@ -127,9 +128,7 @@ class DeadlinePolicy:
         goal_time = request.tolerances.goal_time if request.tolerances is not None \
             else default_goal_time
         simulated = duration + max(delay, 0.0) + max(goal_time, self.settling)
-        if not math.isfinite(simulated):
-            return self.max_time
-        return min(max(simulated, 0.0) / self.min_speed + self.allowance, self.max_time)
+        return wall_deadline(simulated, self.min_speed, self.allowance, self.max_time)
 
 
 def failed_verdict(joints: tuple[str, ...], reason: str, wall: float = 0.0) -> Verdict:

@@ -158,10 +158,10 @@ class Bridge(Node):
             'Wall seconds to wait for the twin\'s verdict, plus the simulated time of the goal '
             'divided by prediction_min_speed'))
         self.prediction_min_speed = float(declare(
-            self, 'prediction_min_speed', 4.0,
+            self, 'prediction_min_speed', 1.0,
             'Slowest prediction the bridge waits for, in simulated seconds per wall second'))
         self.prediction_timeout_cap = float(declare(
-            self, 'prediction_timeout_cap', 600.0,
+            self, 'prediction_timeout_cap', 610.0,
             'Longest wait for a verdict (wall s), whatever the goal\'s length'))
         self.max_start_delay = float(declare(
             self, 'max_start_delay', 60.0,

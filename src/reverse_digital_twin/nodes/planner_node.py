@@ -104,7 +104,7 @@ class PlannerNode(Node):
             self, 'prediction.min_speed', 1.0,
             'Slowest rollout speed assumed (simulated s per wall s): a prediction taking '
             'longer than (duration + start delay + settling) / min_speed + 2 s is killed', True))
-        max_time = float(declare(self, 'prediction.max_time', 30.0,
+        max_time = float(declare(self, 'prediction.max_time', 600.0,
                                  'Hard cap on the wall time of one prediction (s)', True))
         twin_joint_states = declare(
             self, 'twin_joint_states', 'joint_states',
