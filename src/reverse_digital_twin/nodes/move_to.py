@@ -22,10 +22,11 @@ sent. A cancel cancels the bridge's goal.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from action_msgs.msg import GoalStatus
+from action_msgs.msg import GoalStatus as ActionStatus
 from control_msgs.action import FollowJointTrajectory
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -38,10 +39,13 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from rdt_interfaces.action import MoveTo
 
 from reverse_digital_twin.core.controller import ErrorCode
+from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
+from reverse_digital_twin.core.goal_lifecycle import SingleGoalSlot, report
 from reverse_digital_twin.core.goal import TrajectoryGoal
 from reverse_digital_twin.core.motion import plan_joint_motion, solve_ik
 from reverse_digital_twin.core.prediction import Verdict
 from reverse_digital_twin.core.prediction_pool import PredictionRequest
+from reverse_digital_twin.nodes.awaiting import await_within
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
 
@@ -57,6 +61,19 @@ RESULT_TIMEOUT_SCALE = 3.0
 RESULT_TIMEOUT_MARGIN = 15.0
 #: With start_joint_states: a message older than this (wall s) is not used as the start.
 START_STATE_MAX_AGE = 0.5
+
+
+PREEMPTED = GoalOutcome(GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL),
+                        'Preempted by a new move_to goal; the motion was stopped')
+
+
+@dataclass
+class MoveToGoal:
+    """A move_to goal's own state: the bridge goal it runs as, and the twin's verdict."""
+
+    bridge_goal: object | None = None  # ClientGoalHandle at the bridge
+    bridge_done: bool = False  # the bridge reported its result
+    verdict: Verdict | None = None
 
 
 def trajectory_msg(goal: TrajectoryGoal) -> JointTrajectory:
@@ -101,7 +118,7 @@ class MoveToServer:
         self._bridge = ActionClient(node, FollowJointTrajectory,
                                     f'{self.bridge_controller}/follow_joint_trajectory',
                                     callback_group=self._client_group)
-        self._bridge_goals: dict[int, object] = {}  # id(server goal handle) -> bridge goal
+        self.goals: SingleGoalSlot[MoveToGoal] = SingleGoalSlot(Future, self._on_finished)
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
         self._start_msg: tuple[float, JointState] | None = None  # (wall time, message)
         self._subscription = None
@@ -111,6 +128,7 @@ class MoveToServer:
                 callback_group=self._client_group)
         self._server = ActionServer(node, MoveTo, '~/move_to', self._execute,
                                     goal_callback=self._on_goal,
+                                    handle_accepted_callback=self._on_accepted,
                                     cancel_callback=self._on_cancel,
                                     callback_group=self._server_group)
 
@@ -148,39 +166,67 @@ class MoveToServer:
     def _on_goal(self, request: MoveTo.Goal) -> GoalResponse:
         return GoalResponse.ACCEPT  # every refusal comes back as a result with its reason
 
+    def _on_accepted(self, handle: ServerGoalHandle) -> None:
+        """One motion at a time: a new goal preempts the running one (which stops)."""
+        self.goals.accept(handle, MoveToGoal(), PREEMPTED)
+        handle.execute()
+
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
-        bridge_goal = self._bridge_goals.get(id(handle))
-        if bridge_goal is not None:
-            bridge_goal.cancel_goal_async()
+        record = self.goals.record_for(handle)
+        if record is not None and record.data.bridge_goal is not None:
+            record.data.bridge_goal.cancel_goal_async()
         return CancelResponse.ACCEPT
+
+    def _on_finished(self, record: GoalRecord['MoveToGoal']) -> None:
+        """A motion that ends before the bridge reports (preempted, timed out) is stopped."""
+        data = record.data
+        if data.bridge_goal is not None and not data.bridge_done:
+            data.bridge_goal.cancel_goal_async()
+        outcome = record.outcome
+        text = outcome.error_string
+        line = f'move_to {outcome.status.value}: {text}' if text \
+            else f'move_to {outcome.status.value}'
+        if outcome.status is GoalStatus.SUCCEEDED:  # one call site per severity (rclpy insists)
+            self.node.get_logger().info(line)
+        else:
+            self.node.get_logger().error(line)
 
     def _feedback(self, handle: ServerGoalHandle, stage: str, progress: float) -> None:
         if handle.is_active:
             handle.publish_feedback(MoveTo.Feedback(stage=stage,
                                                     progress=float(min(max(progress, 0.0), 1.0))))
 
-    def _end(self, handle: ServerGoalHandle, status: str, code: int, text: str,
-             verdict: Verdict | None = None) -> MoveTo.Result:
-        node = self.node
-        if status == 'canceled' and handle.is_cancel_requested:
-            handle.canceled()
-        elif status == 'succeeded':
-            handle.succeed()
-        else:
-            handle.abort()
-            status = 'aborted'
-        result = MoveTo.Result(error_code=int(code), error_string=text)
+    def _end(self, record: GoalRecord['MoveToGoal'], status: GoalStatus, code: int, text: str,
+             verdict: Verdict | None = None) -> None:
+        """End the goal once (a preemption may have ended it already)."""
         if verdict is not None:
-            result.verdict = verdict_msg(verdict, node.twin_time())
-        line = f'move_to {status}: {text}' if text else f'move_to {status}'
-        if status == 'succeeded':  # one call site per severity (rclpy insists)
-            node.get_logger().info(line)
-        else:
-            node.get_logger().error(line)
+            record.data.verdict = verdict
+        if status is GoalStatus.CANCELED and not record.handle.is_cancel_requested:
+            status = GoalStatus.ABORTED
+        self.goals.finish(record, GoalOutcome(status, int(code), text))
+
+    def _result_msg(self, record: GoalRecord['MoveToGoal']) -> MoveTo.Result:
+        outcome = record.outcome
+        result = MoveTo.Result(error_code=outcome.error_code, error_string=outcome.error_string)
+        if record.data.verdict is not None:
+            result.verdict = verdict_msg(record.data.verdict, self.node.twin_time())
         return result
 
     # --- the goal -------------------------------------------------------------------------------
     async def _execute(self, handle: ServerGoalHandle) -> MoveTo.Result:
+        record = self.goals.record_for(handle)
+        if record is None:  # preempted before it started
+            report(handle, PREEMPTED)
+            return MoveTo.Result(error_code=PREEMPTED.error_code,
+                                 error_string=PREEMPTED.error_string)
+        if not record.finished:
+            await self._move(record)
+        report(handle, record.outcome)
+        return self._result_msg(record)
+
+    async def _move(self, record: GoalRecord['MoveToGoal']) -> None:
+        """Plan, predict, execute through the bridge; ends ``record`` on every path."""
+        handle = record.handle
         node = self.node
         config = node.controller_config
         request: MoveTo.Goal = handle.request
@@ -189,7 +235,7 @@ class MoveToServer:
         measured, velocities = self._start_state()
         missing = [j for j in joints if j not in measured]
         if missing:
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'no state for joints {missing} yet (is the twin running?); '
                              'nothing moved')
         start = np.array([measured[j] for j in joints])
@@ -201,11 +247,11 @@ class MoveToServer:
                                                for j in node.model.movable_joints},
                                            velocity_scaling=scaling)
         except ValueError as exc:
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'Invalid goal, nothing moved: {exc}')
         duration = trajectory.points[-1].time_from_start
         if handle.is_cancel_requested:
-            return self._end(handle, 'canceled', ErrorCode.SUCCESSFUL,
+            return self._end(record, GoalStatus.CANCELED, ErrorCode.SUCCESSFUL,
                              'Canceled while planning; nothing moved')
 
         self._feedback(handle, 'predicting', 0.0)
@@ -213,23 +259,23 @@ class MoveToServer:
             verdict = await node.predict(PredictionRequest(trajectory, measured, velocities,
                                                            now=node.twin_time()))
         except ValueError as exc:  # the measured state is not usable (non-finite)
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'Could not predict the motion, nothing moved: {exc}')
         node.get_logger().info(
             f'move_to: {duration:.2f} s motion predicted in '
             f'{verdict.computation_time * 1e3:.0f} ms: '
             f'{"safe" if verdict.safe else verdict.summary}')
         if not verdict.safe:
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'The twin refused the motion, nothing moved: {verdict.summary}',
                              verdict)
         if handle.is_cancel_requested:
-            return self._end(handle, 'canceled', ErrorCode.SUCCESSFUL,
+            return self._end(record, GoalStatus.CANCELED, ErrorCode.SUCCESSFUL,
                              'Canceled before execution; nothing moved', verdict)
 
         self._feedback(handle, 'executing', 0.0)
         if not self._bridge.server_is_ready():
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'{self.bridge_controller}/follow_joint_trajectory is not '
                              'available (is the bridge running?); nothing moved', verdict)
         started: list[float] = []
@@ -242,57 +288,37 @@ class MoveToServer:
             FollowJointTrajectory.Goal(trajectory=trajectory_msg(trajectory)),
             feedback_callback=on_feedback)
         if bridge_goal is None or not bridge_goal.accepted:
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'{self.bridge_controller} rejected the motion (see its log: its '
                              'own prediction against the active target, or the hardware not '
                              'armed); nothing moved', verdict)
         started.append(node.twin_time())
-        self._bridge_goals[id(handle)] = bridge_goal
-        try:
-            if handle.is_cancel_requested:
-                bridge_goal.cancel_goal_async()
-            response = await self._result(bridge_goal, duration)
-        finally:
-            self._bridge_goals.pop(id(handle), None)
-        if response is None:
+        record.data.bridge_goal = bridge_goal
+        if record.finished or handle.is_cancel_requested:  # preempted or cancelled meanwhile
             bridge_goal.cancel_goal_async()
-            return self._end(handle, 'aborted', ErrorCode.INVALID_GOAL,
+        timeout = RESULT_TIMEOUT_SCALE * duration + RESULT_TIMEOUT_MARGIN
+        answered, response = await await_within(node, bridge_goal.get_result_async(), timeout,
+                                                self._wall, self._client_group)
+        record.data.bridge_done = answered
+        if record.finished:
+            return
+        if not answered:  # _on_finished cancels the bridge goal
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'no result from {self.bridge_controller} within '
                              f'{RESULT_TIMEOUT_SCALE * duration + RESULT_TIMEOUT_MARGIN:.1f} s; '
                              'its goal was cancelled', verdict)
         result = response.result
-        if response.status == GoalStatus.STATUS_SUCCEEDED \
+        if response.status == ActionStatus.STATUS_SUCCEEDED \
                 and result.error_code == FollowJointTrajectory.Result.SUCCESSFUL:
             self._feedback(handle, 'executing', 1.0)
-            return self._end(handle, 'succeeded', result.error_code, result.error_string,
+            return self._end(record, GoalStatus.SUCCEEDED, result.error_code, result.error_string,
                              verdict)
-        status = 'canceled' if response.status == GoalStatus.STATUS_CANCELED else 'aborted'
+        status = GoalStatus.CANCELED if response.status == ActionStatus.STATUS_CANCELED \
+            else GoalStatus.ABORTED
         text = result.error_string or (
-            'Canceled: the motion was stopped where it was' if status == 'canceled'
+            'Canceled: the motion was stopped where it was' if status is GoalStatus.CANCELED
             else f'{self.bridge_controller} aborted the motion')
-        return self._end(handle, status, result.error_code, text, verdict)
-
-    async def _result(self, bridge_goal, duration: float):
-        """The bridge's result response, or None when it does not come in time."""
-        done = Future()
-        timeout = RESULT_TIMEOUT_SCALE * duration + RESULT_TIMEOUT_MARGIN
-
-        def on_result(future) -> None:
-            if not done.done():
-                done.set_result(future.result())
-
-        def on_timeout() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        timer = self.node.create_timer(timeout, on_timeout, callback_group=self._client_group,
-                                       clock=self._wall)
-        try:
-            bridge_goal.get_result_async().add_done_callback(on_result)
-            return await done
-        finally:
-            timer.cancel()
-            self.node.destroy_timer(timer)
+        return self._end(record, status, result.error_code, text, verdict)
 
     # --- planning -------------------------------------------------------------------------------
     @staticmethod
