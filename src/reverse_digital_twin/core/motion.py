@@ -356,6 +356,4 @@ def forward_kinematics(world: PhysicsWorld, tip_link: str, joints: Sequence[str]
     if tip_link not in world.link_index:
         raise ValueError(f'link {tip_link!r} is not a link of robot {world.model.name!r}; its '
                          f'links are {sorted(world.link_index)}')
-    with world.preserved_state():
-        world.reset_joints(dict(zip(joints, positions)))
-        return world.link_pose(tip_link)
+    return world.forward_kinematics(tip_link, dict(zip(joints, positions)))

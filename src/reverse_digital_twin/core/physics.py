@@ -1,5 +1,9 @@
 """The PyBullet world of the twin: one robot, its scene, fixed-rate stepping.
 
+The only module that calls PyBullet: state save/restore and reset, kinematics, contacts,
+self-collision filters and the dynamics primitives other core modules build on (e.g.
+core.stand_in_dynamics) are methods here, so another physics backend can take its place.
+
 Each :class:`PhysicsWorld` owns its own PyBullet connection (DIRECT, headless), so several
 worlds (the live twin and a forked prediction world) live in one process. Joints are addressed
 by URDF name. Commands are checked before they reach PyBullet, because one NaN target poisons
@@ -500,6 +504,14 @@ class PhysicsWorld:
         state = self._client.getLinkState(self.robot_id, self.link_index[link],
                                           computeForwardKinematics=True)
         return np.asarray(state[4], dtype=float), np.asarray(state[5], dtype=float)
+
+    def forward_kinematics(self, link: str,
+                           positions: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """World pose of a link frame with the named joints at ``positions`` (the others where
+        they are); the world is left as it was."""
+        with self.preserved_state():
+            self.reset_joints(positions)
+            return self.link_pose(link)
 
     def inverse_kinematics(self, link: str, position: Sequence[float],
                            orientation: Sequence[float] | None, lower: Sequence[float],
