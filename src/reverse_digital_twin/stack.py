@@ -128,7 +128,6 @@ STANDIN_NODE = 'standin_robot'
 PLANNER_NODE = 'planner'
 BRIDGE_EXECUTABLE = 'bridge'
 TWIN_NAMESPACE = 'sim'
-STANDIN_JOINT_STATE_TIMEOUT = 0.5  # s
 HARDWARE_NAMESPACE = 'hw'
 #: The sim node's parameters the planner takes over, so that its prediction worlds are the
 #: twin's (one source: the sim section of the robot file, plus the sim node's overrides).
@@ -290,10 +289,6 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
         hw_joint_states = f'/{HARDWARE_NAMESPACE}/joint_states'
     bridge = {
-        # The stand-in is a Python process sharing the CPU with the twin: allow it more jitter
-        # than a real driver before calling it lost.
-        **({'joint_state_timeout_min': STANDIN_JOINT_STATE_TIMEOUT} if hardware == 'standin'
-           else {}),
         'sim_controller': f'{twin}/{CONTROLLER_NODE}',
         'sim_joint_states': f'{twin}/joint_states',
         'hardware_controller': hw_controller,

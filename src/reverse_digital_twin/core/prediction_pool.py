@@ -49,6 +49,9 @@ from reverse_digital_twin.core.scene import Scene
 from reverse_digital_twin.core.tolerances import SegmentTolerances
 from reverse_digital_twin.core.deadlines import wall_deadline
 
+#: Scheduling priority of prediction workers relative to the planner (higher = nicer).
+WORKER_NICENESS = 5
+
 #: Multiprocessing start method of the workers ('fork' is unsafe from a threaded rclpy process).
 START_METHOD = 'forkserver'
 #: Wall seconds a worker may take to build its world before the pool gives up on it.
@@ -167,6 +170,9 @@ def _worker_main(spec: PredictorSpec, conn: Connection) -> None:
     ignore SIGINT rather than print a traceback halfway through a world.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Predictions yield the CPU to the twin's physics and to the hardware's drivers: on a busy
+    # machine a late verdict is a slower goal acceptance, a late joint state is a false alarm.
+    os.nice(WORKER_NICENESS)
     try:
         predictor = spec.build()
     except Exception as exc:  # noqa: BLE001 - reported to the pool, which raises ConfigError
