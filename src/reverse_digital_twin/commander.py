@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from action_msgs.msg import GoalStatus
@@ -28,7 +28,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from reverse_digital_twin.client import ERROR_NAMES, STATUS_NAMES, TrajectoryClient, wait_for
+from reverse_digital_twin.client import GoalOutcome, TrajectoryClient, wait_for
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.stack import TwinNames
 
@@ -44,23 +44,10 @@ def _hint() -> str:
 
 
 @dataclass
-class MoveOutcome:
+class MoveOutcome(GoalOutcome):
     """What became of a MoveTo goal (the planner's verdict included when it refused)."""
 
-    accepted: bool
-    status: int = GoalStatus.STATUS_UNKNOWN
-    error_code: int | None = None
-    error_string: str = ''
     verdict: Verdict | None = None
-    feedback: list = field(default_factory=list)
-
-    @property
-    def status_name(self) -> str:
-        return 'REJECTED' if not self.accepted else STATUS_NAMES.get(self.status, str(self.status))
-
-    @property
-    def error_name(self) -> str:
-        return ERROR_NAMES.get(self.error_code, str(self.error_code))
 
     @property
     def succeeded(self) -> bool:

@@ -223,3 +223,10 @@ def twin(ros_node, tmp_path_factory) -> Iterator[Twin]:
     handle = Twin(ros_node, 'rdt_arm6', tmp_path_factory.mktemp('twin'))
     yield handle
     handle.close()
+
+
+@pytest.fixture
+def fresh(twin: Twin) -> Twin:
+    """The twin graph with both worlds at home, target sim, hardware disarmed."""
+    twin.reset()
+    return twin

@@ -22,12 +22,6 @@ Result = FollowJointTrajectory.Result
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def fresh(twin):
-    twin.reset()
-    return twin
-
-
 def _wall_now(twin) -> float:
     return twin.node.get_clock().now().nanoseconds * 1e-9
 

@@ -17,12 +17,6 @@ Result = FollowJointTrajectory.Result
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def fresh(twin):
-    twin.reset()
-    return twin
-
-
 def sweep_through_obstacle(twin) -> JointTrajectory:
     """rdt_arm6's scene: a shoulder_pan sweep from home towards +y passes through the pillar
     (config/scene_default.yaml); only the first joint moves."""
