@@ -154,6 +154,15 @@ class Twin:
         except TwinError as exc:
             self.close()
             raise RuntimeError(f'twin graph for {robot} did not come up: {exc}') from None
+        # The bridge, too, must hear the hardware before a test may switch to it: discovery
+        # reaches each subscriber in its own time.
+        self.arm(True)
+        heard = wait_for(lambda: self.switch('hardware').success, 20, poll=0.1)
+        self.switch('sim')
+        self.arm(False)
+        if not heard:
+            self.close()
+            raise RuntimeError('the bridge never heard the hardware\'s joint states')
 
     def _dead(self) -> str | None:
         dead = self.stack.dead()

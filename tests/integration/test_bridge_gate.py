@@ -142,7 +142,8 @@ def test_streamed_trajectories_are_followed_and_unsafe_ones_dropped(fresh):
         while time.monotonic() - t0 < 3.0:
             t = time.monotonic() - t0
             q = twin.home.copy()
-            q[0] += amplitude * np.sin(2 * np.pi * (t + 0.2) / period)
+            # away from the pillar (a positive sweep of the first joint reaches it)
+            q[0] -= amplitude * abs(np.sin(np.pi * (t + 0.2) / period))
             pub.publish(JointTrajectory(joint_names=twin.joints, points=[JointTrajectoryPoint(
                 positions=q.tolist(), time_from_start=to_duration(0.2))]))
             peak = max(peak, abs(twin.positions(twin.sim)[0] - twin.home[0]))

@@ -117,7 +117,8 @@ def test_a_bad_start_state_is_an_unsafe_verdict_with_the_reason(twin, predict_cl
 
 
 def test_the_twin_keeps_real_time_while_predictions_run(twin, predict_client):
-    """Six 3 s predictions back to back, two at a time: /clock advances at real time."""
+    """3 s predictions back to back, two at a time, for at least 2 s of wall time: /clock
+    advances at real time."""
     twin.reset()
     samples: list[tuple[float, float]] = []  # (wall s, sim s)
 
@@ -129,11 +130,13 @@ def test_the_twin_keeps_real_time_while_predictions_run(twin, predict_client):
         assert wait_for(lambda: len(samples) > 10, 10), 'no /clock'
         start = samples[-1]
         trajectory = make_trajectory(twin.joints, [twin.pose(0.2)], [3.0])
-        for _ in range(3):
+        rounds = 0
+        while rounds < 3 or (samples[-1][0] - start[0] < 2.0 and rounds < 100):
             futures = [predict_client.call_async(PredictTrajectory.Request(trajectory=trajectory))
                        for _ in range(2)]
             assert wait_for(lambda: all(f.done() for f in futures), 60)
             assert all(f.result().verdict.safe for f in futures)
+            rounds += 1
         end = samples[-1]
     finally:
         twin.node.destroy_subscription(sub)

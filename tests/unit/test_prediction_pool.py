@@ -182,7 +182,8 @@ def test_ctrl_c_for_the_process_group_leaves_the_workers_to_the_pool(spec):
 def test_a_request_that_finds_no_free_worker_in_time_is_refused(spec):
     with PredictionPool(spec, workers=1,
                         deadline=DeadlinePolicy(min_speed=0.01, max_time=0.3)) as pool:
-        first, second = pool.submit(request(spec, 20.0)), pool.submit(request(spec, 20.0))
+        # 300 s rollouts: far longer than the 0.3 s allowed, however fast the machine
+        first, second = pool.submit(request(spec, 300.0)), pool.submit(request(spec, 300.0))
         assert 'timed out' in first.result(timeout=30).summary
         verdict = second.result(timeout=30)
         # it waited max_time for the only worker: refused, whether the queue check or the

@@ -43,6 +43,7 @@ from reverse_digital_twin.nodes.awaiting import await_within
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
 from reverse_digital_twin.nodes.ros_common import to_time
+from reverse_digital_twin.nodes.state_relay import StateRelay
 from reverse_digital_twin.stack import TwinNames
 
 Result = FollowJointTrajectory.Result
@@ -96,6 +97,7 @@ class Execution:
     timeout: float = math.inf
     divergence: DivergenceMonitor | None = None
     stop_target: bool = True  # on an early end, cancel the target's goal (it then holds)
+    last_checked: JointState | None = None  # the measured state divergence last looked at
 
     @property
     def verdict(self) -> Verdict | None:
@@ -193,8 +195,9 @@ class Bridge(Node):
         self._stream_busy = False
         self._predict_client = self.create_client(PredictTrajectory, self.predict_service,
                                                   callback_group=self._clients_group)
-        self._joint_states_pub = self.create_publisher(JointState, 'joint_states',
-                                                       SYSTEM_DEFAULT_QOS)
+        # joint_states of the active target, relayed on a thread of their own
+        self._relay = StateRelay(self, {'sim': sim_js, 'hardware': hw_js},
+                                 lambda: self._active_link().name, self._on_joint_states)
         self._state_pub = self.create_publisher(JointTrajectoryControllerState,
                                                 '~/controller_state', SYSTEM_DEFAULT_QOS)
         self._status_pub = self.create_publisher(BridgeStatus, '~/status', LATCHED_QOS)
@@ -205,10 +208,7 @@ class Bridge(Node):
         self._topic_pubs = {name: self.create_publisher(
             JointTrajectory, f'{link.controller}/joint_trajectory', SYSTEM_DEFAULT_QOS)
             for name, link in self.links.items()}
-        for name, topic in (('sim', sim_js), ('hardware', hw_js)):
-            self.create_subscription(JointState, topic,
-                                     lambda msg, n=name: self._on_joint_states(n, msg),
-                                     SYSTEM_DEFAULT_QOS)
+        for name in ('sim', 'hardware'):
             self.create_subscription(
                 JointTrajectoryControllerState,
                 f'{self.links[name].controller}/controller_state',
@@ -226,6 +226,13 @@ class Bridge(Node):
         self._publish_status('started')
         self.get_logger().info(f'target {self.switch.target.value}; sim {sim_ctrl}, hardware '
                                f'{hw_ctrl}')
+
+    def start(self) -> None:
+        """Start relaying joint states (the node is fully configured by now)."""
+        self._relay.start()
+
+    def stop(self) -> None:
+        self._relay.stop()
 
     def _serve_when_ready(self) -> None:
         waiting = []
@@ -266,19 +273,13 @@ class Bridge(Node):
 
     # --- state relays -------------------------------------------------------------------------
     def _on_joint_states(self, name: str, msg: JointState) -> None:
+        """Every joint state of both targets, on the relay's thread: note it, nothing more
+        (liveness and divergence are judged on the main thread, by :meth:`_watch`)."""
         link = self.links[name]
-        if link is self._active_link():
-            self._joint_states_pub.publish(msg)  # relay first: nothing else on the hot path
         now = self._now()
         link.joint_states = msg
         link.arrival = now
         link.monitor.arrived(now)
-        record = self.goals.active
-        if record is not None:
-            execution = record.data
-            if execution.divergence is not None and execution.link is link \
-                    and execution.started > 0:
-                self._check_divergence(record, msg, now)
 
     def _on_controller_state(self, name: str, msg: JointTrajectoryControllerState) -> None:
         if self.links[name] is self._active_link():
@@ -599,6 +600,13 @@ class Bridge(Node):
             return
         now = self._now()
         link = execution.link
+        msg = link.joint_states
+        if execution.divergence is not None and execution.started > 0 and msg is not None \
+                and msg is not execution.last_checked:
+            execution.last_checked = msg
+            self._check_divergence(record, msg, link.arrival)
+            if record.finished:
+                return
         if link.monitor.stale(now):
             self._target_lost(record, (
                 f'no joint states from the {link.name} target ({link.controller}) for '
