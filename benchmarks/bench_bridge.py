@@ -39,7 +39,8 @@ from reverse_digital_twin.client import BackgroundNode, make_trajectory, wait_fo
 from reverse_digital_twin.commander import TwinCommander, TwinError
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, seconds, to_duration
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import STANDIN_NODE, TwinNames, load_robot, twin_graph
+from reverse_digital_twin.stack import STANDIN_NODE, TwinNames, twin_graph
+from reverse_digital_twin.robot_setup import load_robot
 
 SOAK_MINUTES = 10.0
 HOP_SAMPLES = 1000  # per figure, after a warm-up of 50

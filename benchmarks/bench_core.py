@@ -20,11 +20,12 @@ from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 
-from benchmarks import log, peer_command, peer_env, ros
+from benchmarks import Target, log, peer_command, peer_env, ros
 from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, PHYSICS_QOS, seconds
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import SIM_NODE, load_robot, sim_graph
+from reverse_digital_twin.stack import SIM_NODE, sim_graph
+from reverse_digital_twin.robot_setup import load_robot
 
 
 def _world(robot: str) -> tuple[PhysicsWorld, float, int]:
@@ -201,3 +202,11 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
                     f'{r["predict_10s_ms"] / r["bare_steps_10s_ms"]:.2f} x bare stepping '
                     f'({r["bare_steps_10s_ms"]:.0f} ms)'))
     return out
+
+
+def targets(r: dict) -> list[Target]:
+    """The issue's target for the sim node, against the core loop of the same run."""
+    if 'core_loop_steps_per_s' not in r:
+        return []
+    return [Target('sim_node_free_steps_per_s', 0.85 * r['core_loop_steps_per_s'], '>=',
+                   '0.85 x the core loop without ROS, same run')]

@@ -32,7 +32,7 @@ from reverse_digital_twin.core.controller_config import controller_config
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.prediction_pool import PredictionPool, PredictionRequest
 from reverse_digital_twin.core.prediction_pool import PredictorSpec
-from reverse_digital_twin.stack import load_robot
+from reverse_digital_twin.robot_setup import load_robot
 
 #: Targets (the aggregator marks them met or missed): the twin keeps real time while it
 #: predicts; two workers nearly double the throughput; a long goal is predicted at least as fast

@@ -30,8 +30,10 @@ from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.motion import plan_joint_motion
 from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.core.prediction import Predictor, Verdict
-from reverse_digital_twin.stack import load_robot
+from reverse_digital_twin.robot_setup import load_robot
 
+#: The issue's targets (the aggregator marks them met or missed).
+TARGETS = {'predict_10s_ms': ('<=', 150.0), 'predict_parity': ('>=', 0.995)}
 #: Random goals for the parity measurement (>= 200) and their seed.
 PARITY_GOALS = 210
 SEED = 20261201

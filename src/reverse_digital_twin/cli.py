@@ -106,7 +106,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     from reverse_digital_twin.core.physics import PhysicsWorld, render_rgb  # noqa: PLC0415
-    from reverse_digital_twin.stack import load_robot  # noqa: PLC0415
+    from reverse_digital_twin.robot_setup import load_robot  # noqa: PLC0415
     setup = load_robot(args.robot)
     with PhysicsWorld(setup.model(), str(setup.urdf), setup.scene(),
                       initial_positions=setup.initial_positions) as world:

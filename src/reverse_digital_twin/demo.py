@@ -32,7 +32,8 @@ from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.commander import TwinCommander, TwinError
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import CONTROLLER_NODE, NodeSpec, TwinNames, load_robot
+from reverse_digital_twin.stack import CONTROLLER_NODE, NodeSpec, TwinNames
+from reverse_digital_twin.robot_setup import load_robot
 from reverse_digital_twin.stack import twin_graph
 
 HEAVY_PAYLOAD = 25.0  # kg: twice what a 6-DoF arm of this class is rated for

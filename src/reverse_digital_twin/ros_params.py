@@ -153,3 +153,17 @@ def node_parameters(argv: Sequence[str], fully_qualified_name: str) -> dict[str,
         if _matches(pattern, fully_qualified_name):
             merged.update(values)
     return merged
+
+
+def read_node_parameters(config: Path, node: str) -> dict[str, Any]:
+    """The ros__parameters a node gets from a parameter file (wildcard sections included)."""
+    from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'{config}: cannot read parameters ({exc})') from None
+    merged: dict[str, Any] = {}
+    for key, section in data.items():
+        if key in ('/**', node, f'/{node}', f'/**/{node}') and isinstance(section, dict):
+            merged.update(_flatten(section.get('ros__parameters') or {}))
+    return merged

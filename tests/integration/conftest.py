@@ -15,7 +15,8 @@ from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.commander import TwinCommander, TwinError
 from reverse_digital_twin.core.robot_model import RobotModel
 from reverse_digital_twin.runner import Stack
-from reverse_digital_twin.stack import CONTROLLER_NODE, load_robot, sim_graph
+from reverse_digital_twin.stack import CONTROLLER_NODE, sim_graph
+from reverse_digital_twin.robot_setup import load_robot
 
 
 @pytest.fixture(scope='session')

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reverse_digital_twin.stack import read_node_parameters, robot_config
+from reverse_digital_twin.ros_params import read_node_parameters
+from reverse_digital_twin.robot_setup import robot_config
 
 from .conftest import start_robot, stop_robot
 

@@ -62,7 +62,9 @@ def test_move_to_a_pose_through_inverse_kinematics(twin):
     from reverse_digital_twin.core.paths import resolve
     from reverse_digital_twin.core.physics import PhysicsWorld
     from reverse_digital_twin.core.scene import load_scene
-    from reverse_digital_twin.stack import SIM_NODE, read_node_parameters, robot_config
+    from reverse_digital_twin.stack import SIM_NODE
+    from reverse_digital_twin.ros_params import read_node_parameters
+    from reverse_digital_twin.robot_setup import robot_config
     twin.reset()
     sim = read_node_parameters(robot_config(twin.name), SIM_NODE)
     goal = twin.pose(0.2)

@@ -24,7 +24,8 @@ from rclpy.node import Node
 from rclpy.parameter import parameter_value_to_python
 
 from reverse_digital_twin.client import TrajectoryClient, wait_for
-from reverse_digital_twin.stack import TwinNames, load_robot
+from reverse_digital_twin.stack import TwinNames
+from reverse_digital_twin.robot_setup import load_robot
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

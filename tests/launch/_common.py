@@ -29,7 +29,7 @@ def include(name: str, **arguments: str):
 
 def target_pose() -> np.ndarray:
     """0.2 rad from home in every joint, alternating (clear of the default scene's pillar)."""
-    from reverse_digital_twin.stack import load_robot  # noqa: PLC0415
+    from reverse_digital_twin.robot_setup import load_robot  # noqa: PLC0415
     setup = load_robot(ROBOT)
     signs = np.where(np.arange(len(setup.joints)) % 2 == 0, -1.0, 1.0)
     return setup.home + 0.2 * signs
@@ -57,7 +57,7 @@ class ClientTestCase(unittest.TestCase):
 
     def follow_joint_trajectory_succeeds(self) -> None:
         from reverse_digital_twin.client import TrajectoryClient, make_trajectory  # noqa
-        from reverse_digital_twin.stack import load_robot  # noqa: PLC0415
+        from reverse_digital_twin.robot_setup import load_robot  # noqa: PLC0415
         joints = load_robot(ROBOT).joints
         client = TrajectoryClient(self.node, self.controller, '/joint_states')
         try:

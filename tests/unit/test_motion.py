@@ -24,8 +24,9 @@ from reverse_digital_twin.core.robot_model import JointLimits, RobotModel, load_
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy, rotate
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.trajectory import JointSample, Trajectory, TrajectoryPoint
-from reverse_digital_twin.stack import CONTROLLER_NODE, SIM_NODE, read_node_parameters
-from reverse_digital_twin.stack import robot_config
+from reverse_digital_twin.stack import CONTROLLER_NODE, SIM_NODE
+from reverse_digital_twin.ros_params import read_node_parameters
+from reverse_digital_twin.robot_setup import robot_config
 
 ROBOTS = ['rdt_arm6', 'panda']
 

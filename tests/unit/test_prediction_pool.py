@@ -20,7 +20,7 @@ from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.prediction_pool import DeadlinePolicy, PredictionError
 from reverse_digital_twin.core.prediction_pool import PredictionPool, PredictionRequest
 from reverse_digital_twin.core.prediction_pool import PredictorSpec, start_forkserver
-from reverse_digital_twin.stack import load_robot
+from reverse_digital_twin.robot_setup import load_robot
 
 
 def make_spec(robot: str = 'rdt_arm6') -> PredictorSpec:

@@ -15,7 +15,7 @@ from reverse_digital_twin.core.controller_config import controller_config
 from reverse_digital_twin.core.motion import plan_joint_motion
 from reverse_digital_twin.core.prediction import Predictor, Verdict
 from reverse_digital_twin.core.self_collision import adjacent_link_pairs, rigid_groups
-from reverse_digital_twin.stack import load_robot
+from reverse_digital_twin.robot_setup import load_robot
 
 ROBOTS = ['rdt_arm6', 'panda']
 #: A folding pose overlaps two links at least this much (m), so it is no graze.

@@ -39,7 +39,8 @@ from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, check_unkn
 from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, seconds
 from reverse_digital_twin.nodes.ros_common import tolerance_requests
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
-from reverse_digital_twin.stack import PLANNER_NODE, read_node_parameters
+from reverse_digital_twin.stack import PLANNER_NODE
+from reverse_digital_twin.ros_params import read_node_parameters
 
 
 def contact_pairs(text: str) -> tuple[tuple[str, str], ...]:
