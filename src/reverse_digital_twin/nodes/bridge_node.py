@@ -50,6 +50,8 @@ Result = FollowJointTrajectory.Result
 _NAMES = TwinNames()
 #: Settling the twin simulates after a trajectory's end when the goal sets no goal_time.
 DEFAULT_SETTLING = 1.0
+#: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
+SWITCH_SILENCE_LIMIT = 1.0
 #: A refused goal's message says what happened to the goal that was running.
 REFUSED_WHILE_RUNNING = ' (the goal already running was left alone and continues)'
 
@@ -299,8 +301,10 @@ class Bridge(Node):
     def _switch_to(self, name: str) -> str | None:
         hw = self.links['hardware']
         now = self._now()
-        target, reason = self.switch.request_switch(name, hw.monitor.silence(now),
-                                                    hw.monitor.deadline)
+        # Switching asks whether the hardware is there at all, not whether it stopped
+        # mid-motion: a scheduling hiccup of a few hundred ms must not refuse it.
+        target, reason = self.switch.request_switch(
+            name, hw.monitor.silence(now), max(hw.monitor.deadline, SWITCH_SILENCE_LIMIT))
         if target is not None:
             self._publish_status(f'switched to {target.value}')
         return reason

@@ -29,12 +29,10 @@ from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
 from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
+from reverse_digital_twin.nodes.side_executor import GIL_SWITCH_INTERVAL, SideExecutor
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
 from reverse_digital_twin.nodes.ros_common import to_time
-
-#: s; see SimNode.start
-GIL_SWITCH_INTERVAL = 0.0005
 
 
 class SimNode(Node):
@@ -75,7 +73,8 @@ class SimNode(Node):
         self.publish_clock = bool(declare(self, 'publish_clock', self.PUBLISH_CLOCK,
                                           'Publish simulated time on /clock', read_only=True))
         self.tf_publish_rate = float(declare(self, 'tf_publish_rate', 50.0,
-                                             'Rate of /tf in simulated time (Hz)'))
+                                             'Rate of /tf (Hz): at most this often per '
+                                             'simulated second and per wall second'))
         motors = MotorSettings(
             position_gain=float(declare(self, 'position_gain', 0.3,
                                         'PyBullet POSITION_CONTROL position gain', True)),
@@ -115,7 +114,10 @@ class SimNode(Node):
         self._tf_pub = self.create_publisher(TFMessage, 'tf', TF_QOS)
         self._tf_static_pub = self.create_publisher(TFMessage, 'tf_static', LATCHED_QOS)
         self._description_pub = self.create_publisher(String, 'robot_description', LATCHED_QOS)
-        self.create_subscription(JointState, 'physics/joint_commands', self._on_command,
+        # The controller's command arrives every cycle: taken on a thread of its own, it does
+        # not wait behind the node's services (see side_executor).
+        self._commands = SideExecutor(self, 'commands')
+        self._commands.subscribe(JointState, 'physics/joint_commands', self._on_command,
                                  PHYSICS_QOS)
         self._command: JointState | None = None
         self._command_stamp = -1.0
@@ -135,10 +137,11 @@ class SimNode(Node):
     def start(self) -> None:
         """Start stepping the physics (the node is fully configured by now).
 
-        The physics thread shares the GIL with the executor's thread: a shorter switch
+        The physics thread shares the GIL with the executors' threads: a shorter switch
         interval than CPython's 5 ms keeps a busy executor from delaying a control cycle.
         """
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+        self._commands.start()
         self._thread.start()
 
     def declare_extra_parameters(self) -> None:
@@ -192,14 +195,17 @@ class SimNode(Node):
 
     # --- physics loop -----------------------------------------------------------------------
     def _run(self) -> None:
-        tf_every = 0.0
+        tf_every = 0.0  # simulated s
+        tf_wall_every = 0.0  # wall s: free-running, /tf would otherwise flood at 1000s of Hz
         try:
             while self._running and rclpy.ok(context=self.context):
                 now = self.world.time
                 stamp = self._publish_state(now)
-                if self.tf_publish_rate > 0 and now >= tf_every:
+                if self.tf_publish_rate > 0 and now >= tf_every \
+                        and time.monotonic() >= tf_wall_every:
                     self._publish_tf(now)
                     tf_every = now + 1.0 / self.tf_publish_rate
+                    tf_wall_every = time.monotonic() + 1.0 / self.tf_publish_rate
                 if self.lockstep:
                     with self._command_ready:
                         self._command_ready.wait_for(
@@ -297,6 +303,7 @@ class SimNode(Node):
             self._command_ready.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
+        self._commands.stop()
         self.world.close()
 
 
