@@ -25,7 +25,7 @@ from rdt_interfaces.srv import PredictTrajectory
 from reverse_digital_twin.core.controller_config import controller_config
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.paths import resolve
-from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
+from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.core.prediction import Verdict
 from reverse_digital_twin.core.prediction_pool import DeadlinePolicy, PredictionError
 from reverse_digital_twin.core.prediction_pool import PredictionPool, PredictionRequest
@@ -35,6 +35,7 @@ from reverse_digital_twin.core.robot_model import load_robot_model
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.nodes.move_to import MoveToServer
+from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, check_unknown_parameters
 from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, seconds
 from reverse_digital_twin.nodes.ros_common import tolerance_requests
@@ -82,14 +83,7 @@ class PlannerNode(Node):
         lockstep = bool(declare(self, 'lockstep', False,
                                 'Whether the twin runs in lockstep (a command then acts in its '
                                 'own cycle, else one cycle later)', True))
-        motors = MotorSettings(
-            position_gain=float(declare(self, 'position_gain', 0.3,
-                                        "The twin's POSITION_CONTROL position gain", True)),
-            velocity_gain=float(declare(self, 'velocity_gain', 1.0,
-                                        "The twin's POSITION_CONTROL velocity gain", True)),
-            gravity_compensation=bool(declare(
-                self, 'gravity_compensation', False,
-                "Whether the twin adds gravity torques to effort commands", True)))
+        motors = declare_motor_settings(self, "The twin's ")
         controller_file = declare(
             self, 'controller_parameters_file', '',
             'Parameter file whose controller section the predictions mirror', read_only=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builtin_interfaces.msg import Duration, Time
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
@@ -14,6 +14,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.tolerances import JointToleranceRequest
 from reverse_digital_twin.core.trajectory import JointSample
+
+if TYPE_CHECKING:
+    from reverse_digital_twin.core.physics import MotorSettings
 
 #: robot_description and /tf_static: late joiners get the last message.
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -121,3 +124,19 @@ def check_unknown_parameters(node: Node, argv: Sequence[str] | None = None) -> N
             hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
         raise ConfigError(f'{node.get_fully_qualified_name()}: unknown parameter(s): '
                           f'{", ".join(hints)}')
+
+
+def declare_motor_settings(node: Node, whose: str = '') -> 'MotorSettings':
+    """The PyBullet motor parameters, declared read-only: the sim node's own (``whose`` '') or
+    the twin's as the planner mirrors them (``whose`` "The twin's ")."""
+    from reverse_digital_twin.core.physics import MotorSettings  # noqa: PLC0415
+    return MotorSettings(
+        position_gain=float(declare(node, 'position_gain', 0.3,
+                                    f'{whose}PyBullet POSITION_CONTROL position gain', True)),
+        velocity_gain=float(declare(node, 'velocity_gain', 1.0,
+                                    f'{whose}PyBullet POSITION_CONTROL velocity gain', True)),
+        gravity_compensation=bool(declare(
+            node, 'gravity_compensation', False,
+            f'{whose}gravity torques added to effort commands (like a torque-controlled arm)'
+            if whose else 'Add gravity torques to effort commands (like a torque-controlled arm)',
+            True)))

@@ -25,11 +25,12 @@ from tf2_msgs.msg import TFMessage
 
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.paths import resolve
-from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
+from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.nodes.side_executor import GIL_SWITCH_INTERVAL, SideExecutor
+from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
 from reverse_digital_twin.nodes.ros_common import to_time
@@ -75,14 +76,7 @@ class SimNode(Node):
         self.tf_publish_rate = float(declare(self, 'tf_publish_rate', 50.0,
                                              'Rate of /tf (Hz): at most this often per '
                                              'simulated second and per wall second'))
-        motors = MotorSettings(
-            position_gain=float(declare(self, 'position_gain', 0.3,
-                                        'PyBullet POSITION_CONTROL position gain', True)),
-            velocity_gain=float(declare(self, 'velocity_gain', 1.0,
-                                        'PyBullet POSITION_CONTROL velocity gain', True)),
-            gravity_compensation=bool(declare(
-                self, 'gravity_compensation', False,
-                'Add gravity torques to effort commands (like a torque-controlled arm)', True)))
+        motors = declare_motor_settings(self)
         for name, value in (('physics_rate', self.physics_rate),
                             ('update_rate', self.update_rate)):
             if not (value > 0 and math.isfinite(value)):
