@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from action_msgs.msg import GoalStatus
@@ -25,6 +26,19 @@ STATUS_NAMES = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABOR
 ERROR_NAMES = {getattr(FollowJointTrajectory.Result, n): n for n in (
     'SUCCESSFUL', 'INVALID_GOAL', 'INVALID_JOINTS', 'OLD_HEADER_TIMESTAMP',
     'PATH_TOLERANCE_VIOLATED', 'GOAL_TOLERANCE_VIOLATED')}
+
+
+class SpinSafeActionClient(ActionClient):
+    """rclpy's ActionClient, safe to create while another thread spins the node.
+
+    rclpy 9 adds the client to the node's waitables before it creates the client's lock, so an
+    executor iterating the node meanwhile fails with "'ActionClient' object has no attribute
+    '_lock'". The lock is made first here (rclpy then replaces it with its own).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock = threading.Lock()
+        super().__init__(*args, **kwargs)
 
 
 @dataclass
@@ -66,8 +80,8 @@ class TrajectoryClient:
     def __init__(self, node: Node, controller: str = '/joint_trajectory_controller',
                  joint_states: str = '/joint_states') -> None:
         self.node = node
-        self.action = ActionClient(node, FollowJointTrajectory,
-                                   f'{controller.rstrip("/")}/follow_joint_trajectory')
+        self.action = SpinSafeActionClient(node, FollowJointTrajectory,
+                                           f'{controller.rstrip("/")}/follow_joint_trajectory')
         self._lock = threading.Lock()
         self._latest: JointState | None = None
         self.history: list[JointState] = []

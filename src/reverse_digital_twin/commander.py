@@ -28,7 +28,8 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from reverse_digital_twin.client import GoalOutcome, TrajectoryClient, wait_for
+from reverse_digital_twin.client import GoalOutcome, SpinSafeActionClient, TrajectoryClient
+from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.stack import TwinNames
 
@@ -261,7 +262,7 @@ class TwinCommander:
         if self._move is None or self._move_name != action:
             if self._move is not None:
                 self._move.destroy()
-            self._move, self._move_name = ActionClient(self.node, MoveTo, action), action
+            self._move, self._move_name = SpinSafeActionClient(self.node, MoveTo, action), action
         deadline = time.monotonic() + timeout
         if not wait_for(self._move.server_is_ready, min(self.timeout, timeout), poll=0.01):
             raise TwinError(f'no action server {action}: {_hint()}')

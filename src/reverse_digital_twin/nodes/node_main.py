@@ -1,6 +1,7 @@
 """The one main() every node shares: clear configuration errors, clean shutdown."""
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -48,6 +49,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # A terminal's Ctrl-C reaches every process of the group, and the runner forwards one
+        # more: a second SIGINT must not cut the clean-up short (threads left spinning, the DDS
+        # participant never announced gone, so the node lingers in other nodes' graphs).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             stop = getattr(node, 'stop', None)
             if stop is not None:

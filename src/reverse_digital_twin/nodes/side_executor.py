@@ -26,9 +26,12 @@ class SideExecutor:
     """A helper node for hot subscriptions and publishers, spun on its own thread."""
 
     def __init__(self, owner: Node, purpose: str) -> None:
+        # Not the command line's remaps: its __node:= names the owner, and would name this
+        # helper the same.
         self.node = rclpy.create_node(f'{owner.get_name()}_{purpose}',
                                       namespace=owner.get_namespace(), context=owner.context,
-                                      start_parameter_services=False)
+                                      start_parameter_services=False,
+                                      use_global_arguments=False)
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=purpose, daemon=True)
