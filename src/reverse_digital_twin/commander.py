@@ -34,6 +34,8 @@ from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.stack import TwinNames
 
 TARGETS = ('sim', 'hardware', 'shadow')
+#: s: a first call to a service unanswered this long is sent once more (see call)
+FIRST_ANSWER_WAIT = 2.0
 
 
 class TwinError(RuntimeError):
@@ -73,6 +75,7 @@ class TwinCommander:
         self.hardware = TrajectoryClient(node, n.hardware_controller, n.hardware_joint_states)
         self._lock = threading.Lock()
         self._services: dict[str, Any] = {}
+        self._answered: set[str] = set()  # services that have answered this commander once
         self._move: ActionClient | None = None
         self._move_name = ''
         self.statuses: list[BridgeStatus] = []
@@ -150,9 +153,19 @@ class TwinCommander:
         if not wait_for(client.service_is_ready, timeout, poll=0.01):
             raise TwinError(f'{name} is not available: {_hint()}')
         future = client.call_async(request)
+        if name not in self._answered:
+            # A new client's request can reach the server before the server's response writer
+            # has discovered the client's reader; the answer is then lost (DDS, volatile). Ask
+            # once more if a first call stays unanswered for a moment.
+            first = min(FIRST_ANSWER_WAIT, max(0.0, deadline - time.monotonic()))
+            if not wait_for(future.done, first, poll=0.002) \
+                    and deadline - time.monotonic() > 0:
+                client.remove_pending_request(future)
+                future = client.call_async(request)
         if not wait_for(future.done, max(0.0, deadline - time.monotonic()), poll=0.002):
             client.remove_pending_request(future)
             raise TwinError(f'no answer from {name} within {timeout:g} s')
+        self._answered.add(name)
         return future.result()
 
     def switch(self, target: str, check: bool = False,

@@ -50,6 +50,8 @@ Result = FollowJointTrajectory.Result
 _NAMES = TwinNames()
 #: Settling the twin simulates after a trajectory's end when the goal sets no goal_time.
 DEFAULT_SETTLING = 1.0
+#: s: a first prediction unanswered this long is requested once more (see _predict)
+FIRST_ANSWER_WAIT = 2.0
 #: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
 SWITCH_SILENCE_LIMIT = 1.0
 #: A refused goal's message says what happened to the goal that was running.
@@ -195,6 +197,7 @@ class Bridge(Node):
         self._starting: list[GoalRecord[Execution]] = []  # accepted, execute not yet called
         self._stream_pending: JointTrajectory | None = None  # newest streamed trajectory
         self._stream_busy = False
+        self._planner_answered = False  # see _predict
         self._predict_client = self.create_client(PredictTrajectory, self.predict_service,
                                                   callback_group=self._clients_group)
         # joint_states of the active target, relayed on a thread of their own
@@ -431,13 +434,25 @@ class Bridge(Node):
                                       else 0.0, settling, self.prediction_timeout,
                                       self.prediction_min_speed, self.prediction_timeout_cap)
         call = self._predict_client.call_async(query)
-        answered, response = await await_within(self, call, timeout, self._wall,
-                                                self._clients_group)
+        answered, response = False, None
+        if not self._planner_answered and timeout > FIRST_ANSWER_WAIT:
+            # The first request can reach the planner before its response writer has
+            # discovered our reader (the answer is then lost): ask once more after a moment.
+            answered, response = await await_within(self, call, FIRST_ANSWER_WAIT, self._wall,
+                                                    self._clients_group)
+            if not answered:
+                self._predict_client.remove_pending_request(call)
+                call = self._predict_client.call_async(query)
+                timeout -= FIRST_ANSWER_WAIT
+        if not answered:
+            answered, response = await await_within(self, call, timeout, self._wall,
+                                                    self._clients_group)
         if not answered:
             self._predict_client.remove_pending_request(call)
             self.get_logger().error(f'Goal rejected: the twin gave no verdict within '
                                     f'{timeout:.1f} s')
             return None
+        self._planner_answered = True
         return response.verdict
 
     def _take_screening(self, request) -> Screening:
