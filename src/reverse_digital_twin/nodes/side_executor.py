@@ -32,8 +32,8 @@ class SideExecutor:
                                       namespace=owner.get_namespace(), context=owner.context,
                                       start_parameter_services=False,
                                       use_global_arguments=False)
-        self._executor = SingleThreadedExecutor(context=owner.context)
-        self._executor.add_node(self.node)
+        self._spinner = SingleThreadedExecutor(context=owner.context)
+        self._spinner.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=purpose, daemon=True)
 
     def subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None],
@@ -46,12 +46,12 @@ class SideExecutor:
 
     def _spin(self) -> None:
         try:
-            self._executor.spin()
+            self._spinner.spin()
         except (ExternalShutdownException, RuntimeError):
             pass  # the context is shutting down
 
     def stop(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
+        self._spinner.shutdown(timeout_sec=1.0)
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
         self.node.destroy_node()
