@@ -54,6 +54,25 @@ def test_staleness_deadline_follows_measured_gaps():
     assert slow.silence(1.9 + 0.3) == pytest.approx(0.3)
 
 
+def test_a_stall_of_the_watcher_is_not_a_lost_stream():
+    """Both streams silent at once means the watching process stalled: not lost until another
+    stream proves the process runs again, or the fallback passes."""
+    hw, sim = StalenessMonitor(minimum=0.05), StalenessMonitor(minimum=1.0)
+    for k in range(100):
+        hw.arrived(k * 0.01)
+        sim.arrived(k * 0.01)
+    now = 0.99 + 0.2  # 200 ms of silence on both: the watcher was not scheduled
+    assert hw.stale(now) and not hw.lost(now, sim, fallback=1.0)
+    sim.arrived(now)  # the process runs again and sim delivers, hardware still silent
+    assert hw.lost(now + 0.001, sim, fallback=1.0)
+    assert not hw.lost(0.99 + 0.04, sim, fallback=1.0)  # within the deadline
+    lonely = StalenessMonitor(minimum=0.05)
+    for k in range(100):
+        lonely.arrived(k * 0.01)
+    assert lonely.lost(0.99 + 0.06, None, fallback=1.0)  # no witness: the deadline alone
+    assert hw.lost(0.99 + 1.01, StalenessMonitor(), fallback=1.0)  # silent witness: fallback
+
+
 def test_execution_timeout_is_moveits_rule():
     assert execution_timeout(10.0) == pytest.approx(11.5)
     assert execution_timeout(2.0, goal_time=1.0) == pytest.approx(1.1 * 3.0 + 0.5)

@@ -139,6 +139,21 @@ class StalenessMonitor:
         self._gaps.clear()
         self.last = None
 
+    def lost(self, now: float, witness: 'StalenessMonitor | None', fallback: float) -> bool:
+        """Stale, and the silence is the stream's own, not a stall of the process watching it.
+
+        A process that was not scheduled for a while (a busy 2-core machine, a long GIL hold)
+        sees every stream fall silent at once, then catches up. So a stream counts as lost only
+        once a ``witness`` stream received by the same process has delivered a message after
+        this stream's deadline had passed; without such proof, after ``fallback`` s of silence
+        (the witness itself may be gone).
+        """
+        if not self.stale(now):
+            return False
+        if witness is None or witness.last is None or self.silence(now) > fallback:
+            return True
+        return witness.last > self.last + self.deadline
+
 
 def execution_timeout(duration: float, goal_time: float = 0.0, scale: float = 1.1,
                       margin: float = 0.5) -> float:

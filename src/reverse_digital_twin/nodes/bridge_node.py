@@ -626,7 +626,8 @@ class Bridge(Node):
             self._check_divergence(record, msg, link.arrival)
             if record.finished:
                 return
-        if link.monitor.stale(now):
+        witness = self.links['sim' if link.name == 'hardware' else 'hardware'].monitor
+        if link.monitor.lost(now, witness, self.links['sim'].monitor.minimum):
             self._target_lost(record, (
                 f'no joint states from the {link.name} target ({link.controller}) for '
                 f'{link.monitor.silence(now):.2f} s (deadline {link.monitor.deadline:.2f} s)'))
