@@ -4,7 +4,8 @@ The unknowns are those of :class:`~reverse_digital_twin.core.perturbation.Pertur
 payload mass at the tip, extra viscous damping and Coulomb friction per joint, the command
 latency, and the encoder offsets. :func:`identify` minimises the error between the measured
 joint positions and what the twin predicts when it replays the recorded commands
-(:func:`~reverse_digital_twin.core.replay.replay`), with a bounded Levenberg-Marquardt whose steps are ``scipy.optimize.lsq_linear``.
+(:func:`~reverse_digital_twin.core.replay.replay`), with a bounded Levenberg-Marquardt
+whose steps are ``scipy.optimize.lsq_linear``.
 Every residual evaluation and every finite-difference column of the Jacobian is a batch of
 independent replays, one per (segment, parameter set), that the caller runs in parallel
 (``rdt calibrate`` in the planner's prediction workers). The encoder offsets enter the
@@ -136,7 +137,12 @@ def split_segments(recording: Recording, max_length: float = 8.0,
     t, q = recording.state_times, recording.positions
     if len(t) < 2:
         return []
-    speed = np.max(np.abs(np.gradient(q, t, axis=0)), axis=1)
+    # speed over +-5 samples (~100 ms at 100 Hz): encoder noise differentiated per sample
+    # would look like motion
+    lo = np.maximum(np.arange(len(t)) - 5, 0)
+    hi = np.minimum(np.arange(len(t)) + 5, len(t) - 1)
+    span = np.maximum(t[hi] - t[lo], 1e-9)
+    speed = np.max(np.abs(q[hi] - q[lo]), axis=1) / span
     at_rest = speed < rest_speed
     cuts = [0]
     last = 0
@@ -325,12 +331,13 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
     upper = np.array([p.upper for p in params])
     x0 = np.clip(x0, lower, upper)
     base = zero_offsets(nominal)
+    known: dict[str, float] = {}  # offsets found so far: the replays start from true states
     cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def fun(x: np.ndarray) -> np.ndarray:
         key = x.tobytes()
         if key not in cache:
-            preds = predict([model_of(params, x, base, {})])[0]
+            preds = predict([model_of(params, x, base, known)])[0]
             cache[key] = residual_vector(preds)
         return cache[key][0]
 
@@ -350,7 +357,7 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
             for i in members:
                 xi[i] = xi[i] + steps[i] if xi[i] + steps[i] <= upper[i] else xi[i] - steps[i]
             shifted.append(xi)
-        preds = predict([model_of(params, xi, base, {}) for xi in shifted])
+        preds = predict([model_of(params, xi, base, known) for xi in shifted])
         r0 = fun(x)
         J = np.zeros((len(r0), len(params)))
         for members, xi, p in zip(groups, shifted, preds):
@@ -375,9 +382,12 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
             xi = x0.copy()
             xi[latency_index] = v
             candidates.append(xi)
-        scores = [float(np.mean(residual_vector(p)[0] ** 2))
-                  for p in predict([model_of(params, xi, base, {}) for xi in candidates])]
+        evaluated = [residual_vector(p)
+                     for p in predict([model_of(params, xi, base, known) for xi in candidates])]
+        scores = [float(np.mean(r ** 2)) for r, _ in evaluated]
         best = int(np.argmin(scores))
+        known = {j: float(o) for j, o in zip(joints, evaluated[best][1])}
+        cache.clear()
         value = grid[best]
         if 0 < best < len(grid) - 1:  # the vertex of the parabola through the best three
             (a, fa), (b, fb), (c, fc) = [(grid[i], scores[i]) for i in (best - 1, best, best + 1)]
@@ -419,7 +429,7 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
             damping *= 10.0
         if not improved or gain < 1e-3:
             break
-    residuals, offsets = residual_vector(predict([model_of(params, x, base, {})])[0])
+    residuals, offsets = residual_vector(predict([model_of(params, x, base, known)])[0])
     dof = max(1, len(residuals) - len(params) - len(joints))
     sigma2 = float(residuals @ residuals) / dof
     try:
@@ -444,6 +454,7 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
         estimates.append(Estimate(p.key, float(values[i]), float(std[i]), p.unit, observable))
     weighted_n = sum(w.sum() for w in weights)
     offset_std = noise_rms / math.sqrt(max(weighted_n, 1.0))
+    offsets = offsets + np.array([known.get(j, 0.0) for j in joints])
     offsets_map = {j: float(o) for j, o in zip(joints, offsets)}
     for j, o in offsets_map.items():
         estimates.append(Estimate(f'joint_offsets.{j}', o, offset_std, 'rad', True))
@@ -454,8 +465,8 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
             f'the command latency is undetermined by this recording (±{latency_std * 1e3:.1f} '
             'ms): the arm must move briskly enough for a few ms of delay to show; record '
             'with `rdt calibrate --excite`')
-    after_preds = predict([zero_offsets(fitted)])[0]
-    after_res = [s.measured - p - offsets for s, p in zip(segments, after_preds)]
+    after_preds = predict([fitted])[0]  # replay() adds the fitted offsets
+    after_res = [s.measured - p for s, p in zip(segments, after_preds)]
     rms_after = _pooled_rms(after_res, weights)
     noise = np.array([np.std(np.concatenate([r[w > 0][:, k] for r, w in zip(after_res, weights)]))
                       for k in range(len(joints))])
