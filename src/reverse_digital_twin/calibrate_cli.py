@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,42 +114,79 @@ def load_recording(path: Path, joint_states: str, controller_state: str):
 
 
 def fit(args: argparse.Namespace, recording_path: Path) -> int:
-    from reverse_digital_twin.core.calibration import Calibration  # noqa: PLC0415
-    from reverse_digital_twin.core.identification import identify  # noqa: PLC0415
-    from reverse_digital_twin.core.perturbation import Perturbation  # noqa: PLC0415
-    from reverse_digital_twin.core.replay_workers import ReplayWorkers  # noqa: PLC0415
-    from reverse_digital_twin.stack import TwinNames  # noqa: PLC0415
-    names = TwinNames()
-    recording = load_recording(recording_path, args.joint_states or names.hardware_joint_states,
-                               args.controller_state
-                               or f'{names.hardware_controller}/controller_state')
-    setup, spec = world_spec(args.robot)
-    missing = [j for j in recording.joints if j not in setup.joints]
-    if missing:
-        from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
-        raise ConfigError(f'the recording commands joints {missing} that robot '
-                          f'{args.robot!r} does not have ({setup.joints}): wrong --robot?')
-    print(f'rdt calibrate: {recording_path}: {recording.duration:.1f} s, '
-          f'{len(recording.state_times)} joint states, {len(recording.commands.times)} '
-          f'commands; fitting in {args.workers} worker processes', flush=True)
-    wall0 = time.perf_counter()
-    with ReplayWorkers(spec, args.workers) as workers:
-        result = identify(recording, workers, Perturbation(),
-                          max_evaluations=args.max_iterations,
-                          progress=lambda line: print(f'  {line}', flush=True))
-    wall = time.perf_counter() - wall0
+    """Fit, print the estimates and errors, write the calibration file and the plot."""
+    print(f'rdt calibrate: fitting {recording_path} in {args.workers} worker processes',
+          flush=True)
+    fitted = fit_recording(recording_path, args.robot, args.workers, args.max_iterations,
+                           Path(args.output) if args.output else None, args.joint_states,
+                           args.controller_state, lambda line: print(f'  {line}', flush=True))
+    result, joints = fitted.result, fitted.joints
     print(f'\n{"parameter":38s} {"estimate":>12s} {"± 1 sigma":>12s}  unit')
     for e in result.estimates:
         mark = '' if e.observable else '  (not observable: kept at 0)'
         print(f'{e.key:38s} {e.value:12.5g} {e.uncertainty:12.2g}  {e.unit}{mark}')
     print(f'\n{"joint":24s} {"RMS before":>12s} {"RMS after":>12s}  (mrad)')
-    for j, b, a in zip(recording.joints, result.rms_before, result.rms_after):
+    for j, b, a in zip(joints, result.rms_before, result.rms_after):
         print(f'{j:24s} {b * 1e3:12.3f} {a * 1e3:12.3f}')
     for note in result.notes:
         print(f'note: {note}')
-    output = Path(args.output) if args.output else (
-        recording_path / 'calibration.yaml' if recording_path.is_dir()
-        else recording_path.with_suffix('.calibration.yaml'))
+    print(f'\nrdt calibrate: fitted in {fitted.wall_time:.1f} s ({result.evaluations} replays); '
+          f'proposed divergence threshold {result.threshold * 1e3:.1f} mrad\n'
+          f'rdt calibrate: wrote {fitted.output} and {fitted.plot}; use it with '
+          f'`rdt up --calibration {fitted.output}`')
+    return EXIT_OK
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit_recording` produced."""
+
+    result: object  # IdentificationResult
+    calibration: object  # Calibration
+    joints: tuple[str, ...]
+    output: Path
+    plot: Path
+    wall_time: float  # s, reading the bag included
+
+
+def nominal_model(setup) -> 'object':
+    """The twin's model of the hardware before calibration, as its predictions assume it:
+    nothing added, commands acting one control cycle after they are computed."""
+    from reverse_digital_twin.core.perturbation import Perturbation  # noqa: PLC0415
+    return Perturbation(command_latency=1.0 / float(setup.sim.get('update_rate', 100.0)))
+
+
+def fit_recording(recording_path: Path, robot: str = 'rdt_arm6', workers: int = 2,
+                  max_iterations: int = 8, output: Path | None = None,
+                  joint_states: str = '', controller_state: str = '',
+                  progress=None) -> Fitted:
+    """Read a bag, fit the hardware model, write the calibration file and its plot.
+
+    Raises:
+        ConfigError: missing/unreadable bag, a robot that lacks the recorded joints, or
+            :class:`UnidentifiableRecording` with the reason.
+    """
+    from reverse_digital_twin.core.calibration import Calibration  # noqa: PLC0415
+    from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
+    from reverse_digital_twin.core.identification import identify  # noqa: PLC0415
+    from reverse_digital_twin.core.replay_workers import ReplayWorkers  # noqa: PLC0415
+    wall0 = time.perf_counter()
+    topics = hardware_topics()
+    recording = load_recording(recording_path, joint_states or topics[0],
+                               controller_state or topics[1])
+    setup, spec = world_spec(robot)
+    missing = [j for j in recording.joints if j not in setup.joints]
+    if missing:
+        raise ConfigError(f'the recording commands joints {missing} that robot {robot!r} '
+                          f'does not have ({setup.joints}): wrong --robot?')
+    if progress:
+        progress(f'{recording.duration:.1f} s recorded: {len(recording.state_times)} joint '
+                 f'states, {len(recording.commands.times)} commands')
+    with ReplayWorkers(spec, workers) as pool:
+        result = identify(recording, pool, nominal_model(setup),
+                          max_evaluations=max_iterations, progress=progress)
+    output = output or (recording_path / 'calibration.yaml' if recording_path.is_dir()
+                        else recording_path.with_suffix('.calibration.yaml'))
     uncertainty: dict = {}
     for e in result.estimates:
         head, _, joint = e.key.partition('.')
@@ -157,7 +195,7 @@ def fit(args: argparse.Namespace, recording_path: Path) -> int:
         else:
             uncertainty[head] = e.uncertainty
     calibration = Calibration(
-        hardware=result.model, divergence_threshold=result.threshold, robot=args.robot,
+        hardware=result.model, divergence_threshold=result.threshold, robot=robot,
         recording=str(recording_path.resolve()), uncertainty=uncertainty,
         residual_rms_before=dict(zip(recording.joints, result.rms_before.tolist())),
         residual_rms_after=dict(zip(recording.joints, result.rms_after.tolist())),
@@ -165,11 +203,8 @@ def fit(args: argparse.Namespace, recording_path: Path) -> int:
     calibration.save(output)
     plot = output.with_suffix('.png')
     plot_residuals(result, recording.joints, plot)
-    print(f'\nrdt calibrate: fitted in {wall:.1f} s ({result.evaluations} replays); proposed '
-          f'divergence threshold {result.threshold * 1e3:.1f} mrad\n'
-          f'rdt calibrate: wrote {output} and {plot}; use it with '
-          f'`rdt up --calibration {output}`')
-    return EXIT_OK
+    return Fitted(result, calibration, recording.joints, output, plot,
+                  time.perf_counter() - wall0)
 
 
 def world_spec(robot: str):
@@ -236,80 +271,128 @@ def excitation_goals(setup, duration: float, seed: int, amplitude: float = 0.3
     return goals
 
 
+class ExcitationError(RuntimeError):
+    """The hardware could not be driven through the motions; the message says why."""
+
+
+class Recorder:
+    """`rdt record` of the given topics in a process of its own, for the block."""
+
+    def __init__(self, path: Path, topics: list[str], timeout: float = 30.0) -> None:
+        from reverse_digital_twin.client import wait_for  # noqa: PLC0415
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'reverse_digital_twin.cli', 'record', str(path),
+             '--topics', *topics], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
+                         daemon=True).start()
+        if not wait_for(lambda: any('recording all' in line for line in self.lines)
+                        or self.process.poll() is not None, timeout):
+            self.stop()
+            raise ExcitationError(f'the recorder did not find the topics {topics} within '
+                                  f'{timeout:g} s: {"".join(self.lines)[-500:]}')
+        if self.process.poll() is not None:
+            raise ExcitationError(f'the recorder stopped: {"".join(self.lines)[-500:]}')
+
+    def stop(self) -> str:
+        """End the recording (SIGINT, as Ctrl-C); its summary."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return ''.join(self.lines[-12:]).rstrip()
+
+
+def hardware_topics() -> list[str]:
+    """What calibration reads: the hardware's joint states and its controller's state."""
+    from reverse_digital_twin.stack import TwinNames  # noqa: PLC0415
+    names = TwinNames()
+    return [names.hardware_joint_states, f'{names.hardware_controller}/controller_state']
+
+
+def record_motions(commander, setup, motions: list[tuple[np.ndarray, float, float]],
+                   path: Path, progress=print) -> int:
+    """Drive the armed hardware through ``motions`` via the bridge (target hardware) while
+    recording; returns how many ran. Each motion is predicted first; unsafe ones are skipped.
+    The bridge's target is restored afterwards.
+
+    Raises:
+        ExcitationError: not armed, a refused switch, a motion that did not succeed, no recorder.
+    """
+    from reverse_digital_twin.client import make_trajectory  # noqa: PLC0415
+    status = commander.status(timeout=5.0)
+    if status is None or not status.hardware_armed:
+        raise ExcitationError('the hardware is not armed; arm it first (`rdt arm`): the '
+                              'excitation moves it')
+    previous = status.active_target
+    reply = commander.switch('hardware')
+    if not reply.success:
+        raise ExcitationError(reply.message)
+    joints = setup.joints
+    home = make_trajectory(joints, [setup.home], [2.0])
+    recorder = None
+    done = 0
+    try:
+        commander.client.send(home, timeout=30)
+        recorder = Recorder(path, hardware_topics())
+        for k, (target, move, rest) in enumerate(motions):
+            goal = make_trajectory(joints, [target, target], [move, move + rest])
+            if not commander.predict(goal).safe:
+                progress(f'  motion {k + 1}: predicted unsafe, skipped')
+                continue
+            outcome = commander.client.send(goal, timeout=move + rest + 20)
+            if outcome.status_name != 'SUCCEEDED':
+                raise ExcitationError(f'motion {k + 1} ended {outcome.status_name}: '
+                                      f'{outcome.error_string}')
+            done += 1
+            progress(f'  motion {k + 1}/{len(motions)}: {move:.2f} s')
+    finally:
+        if recorder is not None:
+            progress(recorder.stop())
+        commander.client.send(home, timeout=30)
+        commander.switch(previous)
+    return done
+
+
 def excite(args: argparse.Namespace, recording: Path) -> int:
-    """Record exciting motions of the armed hardware through the bridge (target hardware)."""
+    """`rdt calibrate --excite`: record exciting motions of the armed hardware."""
     import rclpy  # noqa: PLC0415
 
-    from reverse_digital_twin.client import BackgroundNode, make_trajectory  # noqa: PLC0415
-    from reverse_digital_twin.client import wait_for  # noqa: PLC0415
+    from reverse_digital_twin.client import BackgroundNode  # noqa: PLC0415
     from reverse_digital_twin.commander import TwinCommander, TwinError  # noqa: PLC0415
     from reverse_digital_twin.robot_setup import load_robot  # noqa: PLC0415
     from reverse_digital_twin.stack import TwinNames  # noqa: PLC0415
     setup = load_robot(args.robot)
-    names = TwinNames()
-    goals = excitation_goals(setup, args.duration, args.seed)
+    motions = excitation_goals(setup, args.duration, args.seed)
     rclpy.init()
-    recorder = None
-    lines: list[str] = []
     try:
         with BackgroundNode('rdt_calibrate') as node:
-            commander = TwinCommander(node, names)
+            commander = TwinCommander(node, TwinNames())
             try:
                 commander.wait_ready(30.0, hardware=True)
-                status = commander.status(timeout=5.0)
-                if status is None or not status.hardware_armed:
-                    print('rdt calibrate: the hardware is not armed; arm it first (`rdt arm`): '
-                          'the excitation moves it', file=sys.stderr)
-                    return EXIT_REFUSED
-                previous = status.active_target
-                reply = commander.switch('hardware')
-                if not reply.success:
-                    print(f'rdt calibrate: {reply.message}', file=sys.stderr)
-                    return EXIT_REFUSED
-                recorder = subprocess.Popen(
-                    [sys.executable, '-m', 'reverse_digital_twin.cli', 'record', str(recording),
-                     '--topics', names.hardware_joint_states,
-                     f'{names.hardware_controller}/controller_state', names.sim_joint_states],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                lines: list[str] = []
-                threading.Thread(target=lambda: lines.extend(recorder.stdout), daemon=True
-                                 ).start()
-                if not wait_for(lambda: any('recording all' in line for line in lines)
-                                or recorder.poll() is not None, 30.0):
-                    print('rdt calibrate: the recorder did not find the hardware\'s topics '
-                          f'within 30 s: {"".join(lines)[-500:]}', file=sys.stderr)
-                    return EXIT_REFUSED
-                joints = setup.joints
-                first = make_trajectory(joints, [setup.home], [2.0])
-                outcome = commander.client.send(first, timeout=30)
-                done = 0
-                for k, (target, move, rest) in enumerate(goals):
-                    goal = make_trajectory(joints, [target, target], [move, move + rest])
-                    if not commander.predict(goal).safe:
-                        print(f'  motion {k + 1}: predicted unsafe, skipped', flush=True)
-                        continue
-                    outcome = commander.client.send(goal, timeout=move + rest + 20)
-                    if outcome.status_name != 'SUCCEEDED':
-                        print(f'rdt calibrate: motion {k + 1} ended {outcome.status_name}: '
-                              f'{outcome.error_string}', file=sys.stderr)
-                        return EXIT_REFUSED
-                    done += 1
-                    print(f'  motion {k + 1}/{len(goals)}: {move:.2f} s', flush=True)
-                commander.client.send(first, timeout=30)
-                commander.switch(previous)
-                print(f'rdt calibrate: {done} exciting motions recorded', flush=True)
-            except TwinError as exc:
+                done = record_motions(commander, setup, motions, recording,
+                                      lambda line: print(line, flush=True))
+            except (TwinError, ExcitationError) as exc:
                 print(f'rdt calibrate: {exc}', file=sys.stderr)
                 return EXIT_REFUSED
             finally:
                 commander.close()
     finally:
-        if recorder is not None:
-            recorder.send_signal(signal.SIGINT)
-            try:
-                recorder.wait(timeout=20)
-                print(''.join(lines[-12:]).rstrip(), flush=True)
-            except subprocess.TimeoutExpired:
-                recorder.kill()
         rclpy.shutdown()
+    print(f'rdt calibrate: {done} exciting motions recorded in {recording}', flush=True)
     return EXIT_OK
+
+
+def score_recording(recording_path: Path, models: list, robot: str = 'rdt_arm6',
+                    workers: int = 2) -> list[np.ndarray]:
+    """RMS error per joint (rad) of each hardware model replaying a (held-out) recording."""
+    from reverse_digital_twin.core.identification import evaluate  # noqa: PLC0415
+    from reverse_digital_twin.core.replay_workers import ReplayWorkers  # noqa: PLC0415
+    topics = hardware_topics()
+    recording = load_recording(recording_path, *topics)
+    _, spec = world_spec(robot)
+    with ReplayWorkers(spec, workers) as pool:
+        return evaluate(recording, pool, models)
