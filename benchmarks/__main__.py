@@ -22,7 +22,7 @@ from types import ModuleType
 
 from benchmarks import ROOT, Target, isolate, log
 
-MODULES = ('core', 'bridge', 'prediction', 'planner')
+MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration')
 
 
 def _load(name: str) -> ModuleType | None:
