@@ -42,6 +42,7 @@ setup(
             'bridge = reverse_digital_twin.nodes.bridge_node:main',
             'standin_robot = reverse_digital_twin.nodes.standin_node:main',
             'planner = reverse_digital_twin.nodes.planner_node:main',
+            'recorder = reverse_digital_twin.nodes.recorder_node:main',
         ],
     },
 )

@@ -183,11 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     move = sub.add_parser('move', add_help=False,
                           help='let the twin plan, predict and execute a motion (rdt move -h)')
     move.set_defaults(func=None)
+    record = sub.add_parser('record', add_help=False,
+                            help='record the twin\'s topics into a rosbag2 bag (MCAP) until '
+                            'Ctrl-C (rdt record -h)')
+    record.set_defaults(func=None)
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == 'move':
         from reverse_digital_twin.move_cli import move_main  # noqa: PLC0415
         return move_main(argv[1:])
+    if argv and argv[0] == 'record':
+        from reverse_digital_twin.record_cli import record_main  # noqa: PLC0415
+        return record_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -138,6 +138,20 @@ class TwinNames:
         return f'{self.bridge}/predicted_joint_states'
 
     @property
+    def verdicts(self) -> str:
+        """Every verdict the bridge receives from the twin (goals and streamed trajectories)."""
+        return f'{self.bridge}/verdicts'
+
+    @property
+    def follow_joint_trajectory(self) -> str:
+        return f'{self.bridge}/follow_joint_trajectory'
+
+    @property
+    def goal_status(self) -> str:
+        """The client action's goal status array (action_msgs/GoalStatusArray)."""
+        return f'{self.follow_joint_trajectory}/_action/status'
+
+    @property
     def sim_node(self) -> str:
         return f'/{self.twin_namespace}/{SIM_NODE}'
 
@@ -168,6 +182,27 @@ class TwinNames:
     @property
     def hardware_joint_states(self) -> str:
         return f'/{self.hardware_namespace}/joint_states'
+
+    @property
+    def hardware_controller_state(self) -> str:
+        """Its ``output`` is the command reaching the hardware each cycle, ``reference`` the
+        sampled trajectory."""
+        return f'{self.hardware_controller}/controller_state'
+
+    @property
+    def hardware_joint_trajectory(self) -> str:
+        """Streamed trajectories the bridge forwards to the hardware."""
+        return f'{self.hardware_controller}/joint_trajectory'
+
+    @property
+    def recorded_topics(self) -> tuple[str, ...]:
+        """What ``rdt record`` records by default: both joint-state streams, the commands
+        reaching the hardware, the twin's prediction, verdicts, divergence reports, the bridge's
+        events and the client goals' status."""
+        return (self.sim_joint_states, self.hardware_joint_states,
+                self.hardware_controller_state, self.hardware_joint_trajectory,
+                self.predicted_joint_states, self.verdicts, self.divergence, self.status,
+                self.goal_status)
 
     @property
     def standin(self) -> str:

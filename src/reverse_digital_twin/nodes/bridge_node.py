@@ -210,6 +210,7 @@ class Bridge(Node):
                                                      SYSTEM_DEFAULT_QOS)
         self._predicted_pub = self.create_publisher(JointState, '~/predicted_joint_states',
                                                     SYSTEM_DEFAULT_QOS)
+        self._verdict_pub = self.create_publisher(Verdict, '~/verdicts', SYSTEM_DEFAULT_QOS)
         self._topic_pubs = {name: self.create_publisher(
             JointTrajectory, f'{link.controller}/joint_trajectory', SYSTEM_DEFAULT_QOS)
             for name, link in self.links.items()}
@@ -453,6 +454,7 @@ class Bridge(Node):
                                     f'{timeout:.1f} s')
             return None
         self._planner_answered = True
+        self._verdict_pub.publish(response.verdict)  # for recordings: every verdict received
         return response.verdict
 
     def _take_screening(self, request) -> Screening:
