@@ -15,6 +15,8 @@ ARGUMENTS = (
     ('robot', 'rdt_arm6', 'Robot configuration under config/ (rdt_arm6, panda) or a YAML path'),
     ('namespace', '', 'Namespace of the nodes (empty: root, as a driver)'),
     ('real_time_factor', '1.0', 'Simulated seconds per wall second; 0 = as fast as possible'),
+    ('calibration_file', '', "Calibration written by `rdt calibrate` ('' = none): the sim's "
+                             'world takes its payload, damping and friction'),
     ('rviz', 'false', 'Start rviz2 with the shipped configuration'),
 )
 
@@ -22,7 +24,8 @@ ARGUMENTS = (
 def _graph(context):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     overrides = {SIM_NODE: {'real_time_factor': float(value['real_time_factor'])}}
-    return launch_nodes(sim_graph(value['robot'], value['namespace'], overrides))
+    return launch_nodes(sim_graph(value['robot'], value['namespace'], overrides,
+                                  calibration_file=value['calibration_file']))
 
 
 def generate_launch_description() -> LaunchDescription:

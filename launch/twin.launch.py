@@ -21,6 +21,9 @@ ARGUMENTS = (
     ('target', 'sim', 'Initial target of the bridge: sim | hardware | shadow'),
     ('armed', 'false', 'Start with the hardware armed (needed for target hardware/shadow)'),
     ('controller_name', 'joint_trajectory_controller', 'Controller name clients use'),
+    ('calibration_file', '', "Calibration written by `rdt calibrate` ('' = none): the twin's "
+                             'world, its predictions and the bridge\'s divergence threshold '
+                             'take it; the stand-in never'),
     ('rviz', 'false', 'Start rviz2 with the shipped configuration'),
 )
 
@@ -29,7 +32,8 @@ def _graph(context):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     return launch_nodes(twin_graph(
         value['robot'], value['hardware'], value['target'], value['armed'].lower() == 'true',
-        value['controller_name'], value['hardware_joint_states']))
+        value['controller_name'], value['hardware_joint_states'],
+        calibration_file=value['calibration_file']))
 
 
 def generate_launch_description() -> LaunchDescription:

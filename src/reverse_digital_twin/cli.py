@@ -59,10 +59,11 @@ def _specs(args: argparse.Namespace):
     overrides = _overrides(args.params)
     if args.real_time_factor is not None:
         overrides.setdefault(SIM_NODE, {})['real_time_factor'] = args.real_time_factor
+    calibration = getattr(args, 'calibration', '')  # rdt up only
     if args.sim_only:
-        return sim_graph(args.robot, args.namespace, overrides)
+        return sim_graph(args.robot, args.namespace, overrides, calibration_file=calibration)
     return twin_graph(args.robot, args.hardware, args.target, args.arm, args.controller_name,
-                      args.hardware_joint_states, overrides)
+                      args.hardware_joint_states, overrides, calibration_file=calibration)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -160,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest='command', required=True)
     up = sub.add_parser('up', help='run the node graph until Ctrl-C')
     _graph_args(up)
+    up.add_argument('--calibration', default='', metavar='FILE',
+                    help='a calibration written by `rdt calibrate`: the twin\'s world takes its '
+                    'payload, damping and friction, the predictions its whole hardware model '
+                    '(also latency and encoder offsets), the bridge its divergence threshold '
+                    '(unless -p bridge:divergence_threshold:=... is given); the stand-in never')
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser('demo', help="the twin's story: an unsafe goal refused, a safe one in "
                           'sim then on the stand-in in shadow mode, a divergence stopping it '

@@ -59,9 +59,25 @@ class NodeSpec:
         return args
 
 
+#: The parameter of the sim node, the planner and the bridge that loads a calibration.
+CALIBRATION_PARAMETER = 'calibration_file'
+
+
+def calibration_parameters(calibration_file: str) -> dict[str, str]:
+    """``{'calibration_file': <absolute path>}``, or {} for '' (no calibration).
+
+    Absolute, so that every node reads the file the user named, whatever its working
+    directory; whether the file exists and is valid is each node's to say (a clear
+    configuration error at start).
+    """
+    if not calibration_file:
+        return {}
+    return {CALIBRATION_PARAMETER: str(Path(calibration_file).expanduser().absolute())}
+
+
 def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
               overrides: Mapping[str, Mapping[str, Any]] | None = None,
-              use_sim_time: bool = True) -> list[NodeSpec]:
+              use_sim_time: bool = True, calibration_file: str = '') -> list[NodeSpec]:
     """Sim mode: the PyBullet sim node and the emulated controller, looking like a driver.
 
     Args:
@@ -69,8 +85,11 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
         namespace: namespace of both nodes ('' = root, as a driver would be).
         overrides: node name -> parameter -> value, applied after the file.
         use_sim_time: the controller follows /clock from the sim.
+        calibration_file: a calibration (``rdt calibrate``) whose hardware dynamics the sim
+            node's world takes ('' = none).
     """
     config = str(robot_config(robot))
+    calibration = calibration_parameters(calibration_file)
     overrides = overrides or {}
     unknown = sorted(set(overrides) - {SIM_NODE, CONTROLLER_NODE})
     if unknown:
@@ -78,7 +97,7 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
                           f'{SIM_NODE} and {CONTROLLER_NODE}')
     return [
         NodeSpec(SIM_NODE, 'sim_node', f'{PACKAGE}.nodes.sim_node', namespace, (config,),
-                 dict(overrides.get(SIM_NODE, {}))),
+                 {**calibration, **overrides.get(SIM_NODE, {})}),
         NodeSpec(CONTROLLER_NODE, 'emulated_controller',
                  f'{PACKAGE}.nodes.emulated_controller_node', namespace, (config,),
                  {'use_sim_time': use_sim_time, **overrides.get(CONTROLLER_NODE, {})}),
@@ -212,7 +231,8 @@ class TwinNames:
 def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
                armed: bool = False, client_controller: str = CONTROLLER_NODE,
                hardware_joint_states: str = '',
-               overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[NodeSpec]:
+               overrides: Mapping[str, Mapping[str, Any]] | None = None,
+               calibration_file: str = '') -> list[NodeSpec]:
     """The reverse twin: the bridge in front, the twin under /sim, optionally hardware.
 
     Args:
@@ -228,8 +248,13 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         overrides: node key -> parameter -> value; keys: pybullet_sim, joint_trajectory_controller
             (both the twin's), planner, standin_robot, hardware_controller, bridge. The planner
             mirrors the pybullet_sim section and overrides (:data:`PLANNER_TWIN_PARAMETERS`).
+        calibration_file: a calibration (``rdt calibrate``), one parameter for the twin's
+            model of the hardware: the sim node's world takes its dynamics, the planner's
+            predictions its whole hardware model, the bridge its divergence threshold (unless
+            ``divergence_threshold`` is given). '' = none; the stand-in never takes it.
     """
     config = str(robot_config(robot))
+    calibration = calibration_parameters(calibration_file)
     overrides = dict(overrides or {})
     known = {SIM_NODE, CONTROLLER_NODE, PLANNER_NODE, STANDIN_NODE, 'hardware_controller',
              'bridge'}
@@ -247,11 +272,12 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         'twin_joint_states': names.sim_joint_states,
         'bridge_controller': names.bridge,
         'move_to_start_joint_states': names.joint_states,
+        **calibration,
         **overrides.get(PLANNER_NODE, {}),
     }
     specs = [
         NodeSpec(SIM_NODE, 'sim_node', f'{PACKAGE}.nodes.sim_node', TWIN_NAMESPACE, (config,),
-                 dict(overrides.get(SIM_NODE, {}))),
+                 {**calibration, **overrides.get(SIM_NODE, {})}),
         NodeSpec(CONTROLLER_NODE, 'emulated_controller',
                  f'{PACKAGE}.nodes.emulated_controller_node', TWIN_NAMESPACE, (config,),
                  {'use_sim_time': True, **overrides.get(CONTROLLER_NODE, {})}),
@@ -292,6 +318,7 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         'predict_service': names.predict_trajectory,
         'target': target,
         'hardware_armed': armed,
+        **calibration,
         **overrides.get('bridge', {}),
     }
     specs.append(NodeSpec(client_controller, BRIDGE_EXECUTABLE, f'{PACKAGE}.nodes.bridge_node',

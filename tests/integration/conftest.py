@@ -135,12 +135,16 @@ class Twin:
     """
 
     def __init__(self, node: Node, robot: str, tmp_path: Path,
-                 overrides: dict | None = None) -> None:
+                 overrides: dict | None = None, hardware: str = 'standin',
+                 calibration_file: str = '') -> None:
+        """``hardware``: 'standin' (default) or '' (the twin alone behind the bridge: a
+        cheaper graph for tests that need no hardware); ``calibration_file``: the graph's."""
         from reverse_digital_twin.stack import TwinNames, twin_graph  # noqa: PLC0415
         self.node = node
         self.name = robot
         self.names = TwinNames()
-        self.specs = twin_graph(robot, hardware='standin', overrides=overrides)
+        self.specs = twin_graph(robot, hardware=hardware, overrides=overrides,
+                                calibration_file=calibration_file)
         self.log = open(tmp_path / f'{robot}_twin.log', 'w')  # noqa: SIM115
         self.stack = Stack(self.specs, echo=self.log).start()
         self.commander = TwinCommander(node, self.names)
@@ -151,10 +155,12 @@ class Twin:
         setup = load_robot(robot)
         self.joints, self.home, self.model = setup.joints, setup.home, setup.model()
         try:
-            self.commander.wait_ready(60.0, hardware=True, alive=self._dead)
+            self.commander.wait_ready(60.0, hardware=bool(hardware), alive=self._dead)
         except TwinError as exc:
             self.close()
             raise RuntimeError(f'twin graph for {robot} did not come up: {exc}') from None
+        if not hardware:
+            return
         # The bridge, too, must hear the hardware before a test may switch to it: discovery
         # reaches each subscriber in its own time.
         self.arm(True)

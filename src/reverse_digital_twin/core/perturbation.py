@@ -80,6 +80,11 @@ class Perturbation:
         for name in _JOINT_MAPS:  # private read-only copies: frozen means frozen
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
+    def __reduce__(self):
+        """Picklable (read-only mappings are not): e.g. to a prediction worker process."""
+        return (Perturbation, tuple(dict(v) if isinstance(v, MappingProxyType) else v
+                                    for v in (getattr(self, f.name) for f in fields(self))))
+
     def validate(self, joints: Sequence[str] | None = None,
                  prefix: str = 'perturbation.') -> None:
         """Check values (finite; >= 0 except offsets) and, if given, the joint names.

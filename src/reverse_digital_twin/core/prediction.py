@@ -26,10 +26,12 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from reverse_digital_twin.core.command_latency import Switch, blend, switch_point
 from reverse_digital_twin.core.controller import Command, ControllerConfig, CycleResult
 from reverse_digital_twin.core.controller import ErrorCode, Outcome, TrajectoryController
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal import TrajectoryGoal
+from reverse_digital_twin.core.perturbation import Perturbation
 from reverse_digital_twin.core.physics import MotorSettings, PhysicsWorld
 from reverse_digital_twin.core.robot_model import RobotModel
 from reverse_digital_twin.core.scene import Scene
@@ -139,6 +141,7 @@ class Predictor:
         motors: how commands drive the joints, as in the live twin.
         command_delay_cycles: 0 models the live sim in lockstep (a command computed at cycle k
             acts from cycle k); 1 models it without lockstep (it acts from cycle k + 1).
+            Ignored with ``hardware``: its command latency replaces it.
         allowed_contacts: (robot link, other) pairs that are not collisions, e.g. a gripper on
             the part it is meant to touch; ``*`` (fnmatch patterns) allowed on either side. The
             root link's contacts (with what the robot stands on) are always allowed.
@@ -155,6 +158,16 @@ class Predictor:
             multiple of it in live steps, else 1). Position motor gains are converted so that
             a motor closes the same share of its error per live-rate time (PyBullet's gain is
             per step). See DEFAULT_PHYSICS_DECIMATION for why it is allowed.
+        hardware: the twin's model of the hardware (e.g. a calibration's), None: the nominal
+            twin. Its payload, extra damping and friction go into the prediction worlds
+            (:meth:`Perturbation.apply_to`); its encoder offsets make the start positions
+            given to predict() measured ones (true = measured - offset) and every position
+            the controller sees and the verdict reports measured (true + offset; position
+            limits are checked on the true positions, where the URDF's apply); its command
+            latency delays each command from its control cycle's time t to t + latency, by
+            :mod:`~reverse_digital_twin.core.command_latency`'s rule (the physics step the
+            moment falls into gets the time-weighted mean of the old and new command).
+            Sensor noise is not modelled.
     """
 
     def __init__(self, model: RobotModel, urdf_path: str, scene: Scene | None,
@@ -163,7 +176,8 @@ class Predictor:
                  allowed_contacts: Iterable[tuple[str, str]] = (),
                  velocity_margin: float = 1.05, horizon_after_end: float = 1.0,
                  initial_positions: Mapping[str, float] | None = None,
-                 self_collision: bool = True, physics_decimation: int | None = None) -> None:
+                 self_collision: bool = True, physics_decimation: int | None = None,
+                 hardware: Perturbation | None = None) -> None:
         for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'{name} must be a positive number of Hz, got {value}')
@@ -229,6 +243,23 @@ class Predictor:
         self._effort_floor = [
             n * EFFORT_SATURATION * lim.effort - (n - 1) * lim.effort * (1.0 + 1e-6)
             if math.isfinite(lim.effort) else math.inf for lim in self._limits]
+        self.hardware = hardware
+        #: encoder offsets of the controller joints (measured = true + offset); None: none
+        self._offsets: np.ndarray | None = None
+        self._start_offsets: dict[str, float] = {}  # joint -> offset, any movable joint
+        if hardware is None:  # integer cycles: a command acts from the start of a cycle
+            switch = Switch(self.command_delay_cycles * self.steps_per_cycle, 1.0)
+        else:
+            hardware.apply_to(self.world)
+            self._start_offsets = {j: float(v) for j, v in hardware.joint_offsets.items() if v}
+            if self._start_offsets:
+                self._offsets = np.array([self._start_offsets.get(j, 0.0) for j in self._joints])
+            # Command k is computed at the start of cycle k, on a physics step boundary
+            switch = switch_point(0.0, hardware.command_latency, self.world.dt)
+        #: a command computed in cycle k takes effect in cycle k + _delay_cycles, in that
+        #: cycle's physics step _switch_step, for the last _switch_weight of the step
+        self._delay_cycles, self._switch_step = divmod(switch.step, self.steps_per_cycle)
+        self._switch_weight = switch.weight
         self._initial_state = self.world.save_state()
         # An unsafe verdict of the coarse world is confirmed at the live rate (see predict)
         self._full_rate: Predictor | None = None
@@ -236,7 +267,7 @@ class Predictor:
             self._full_rate = Predictor(
                 model, urdf_path, scene, physics_rate, update_rate, config, original_motors,
                 command_delay_cycles, allowed_contacts, velocity_margin, horizon_after_end,
-                initial_positions, self_collision, physics_decimation=1)
+                initial_positions, self_collision, physics_decimation=1, hardware=hardware)
 
     # --- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -308,7 +339,11 @@ class Predictor:
 
     def _reset(self, positions: Mapping[str, float],
                velocities: Mapping[str, float]) -> JointSample:
-        """Put the world back to its saved state, then the robot at the start state, holding."""
+        """Put the world back to its saved state, then the robot at the start state, holding.
+
+        ``positions`` are measured ones (true + the hardware model's offsets); the returned
+        sample is the measured state too.
+        """
         unknown = sorted((set(positions) | set(velocities)) - set(self._movable))
         if unknown:
             raise ValueError(f'start state names unknown joints {unknown}; movable joints: '
@@ -321,13 +356,19 @@ class Predictor:
         world.restore_state(self._initial_state)
         world.steps = 0
         current = dict(zip(self._movable, world.joint_positions(self._movable)))
-        world.reset_joints({n: positions.get(n, current[n]) for n in self._movable},
+        offsets = self._start_offsets  # measured -> true (x - 0.0 is x: exact without any)
+        true = {n: q - offsets.get(n, 0.0) for n, q in positions.items()}
+        world.reset_joints({n: true.get(n, current[n]) for n in self._movable},
                            {n: velocities.get(n, 0.0) for n in self._movable})
         # Motor targets are not part of the saved state: every joint holds its start position.
         held = world.read_state(self._movable)
         world.apply_command(self._movable, positions=held.positions.tolist())
         state = world.read_state(list(self._joints))
-        return self._sample(state.positions, state.velocities)
+        return self._sample(self._measured(state.positions), state.velocities)
+
+    def _measured(self, positions: np.ndarray) -> np.ndarray:
+        """True positions of the controller joints as the encoders report them."""
+        return positions if self._offsets is None else positions + self._offsets
 
     def _sample(self, positions: np.ndarray, velocities: np.ndarray) -> JointSample:
         """The measured state as the controller sees it (velocity only with that interface)."""
@@ -368,6 +409,12 @@ class _Rollout:
         self.max_error_joint = ''
         self.pending: deque[Command] = deque()
         self.command_errors: list[str] = []
+        #: the command in force, what a switch inside a physics step blends from (only kept
+        #: when commands switch inside steps); at first the hold at the true start positions
+        self.applied: Command | None = None
+        if predictor._switch_weight < 1.0:
+            self.applied = Command(positions=np.array(
+                predictor.world.joint_positions(predictor._joint_list)))
         limits = predictor._limits
         self.lower = np.array([lim.lower for lim in limits]) - POSITION_LIMIT_SLACK
         self.upper = np.array([lim.upper for lim in limits]) + POSITION_LIMIT_SLACK
@@ -380,12 +427,13 @@ class _Rollout:
         p, world = self.p, self.p.world
         self.t = world.time
         state = world.read_state(p._joint_list)
+        measured = p._measured(state.positions)
         self.times.append(self.t)
-        self.positions.append(state.positions)
+        self.positions.append(measured)
         self.velocities.append(state.velocities)
-        self._check_limits(state.positions, state.velocities)
-        result = controller.update(self.now + self.t, p._sample(state.positions,
-                                                                state.velocities), p.period)
+        self._check_limits(state.positions, state.velocities)  # the URDF's limits: true
+        result = controller.update(self.now + self.t, p._sample(measured, state.velocities),
+                                   p.period)
         errors = np.abs(result.error.positions).tolist()  # plain floats: cheaper for 6 values
         worst = max(errors)
         if worst > self.max_error:
@@ -394,50 +442,98 @@ class _Rollout:
         return result
 
     def step(self) -> None:
-        """Apply the (possibly delayed) command, advance one control period, check contacts."""
+        """Apply the (possibly delayed) command, advance one control period, check contacts.
+
+        The command due in this cycle takes effect at the start of its physics step
+        ``Predictor._switch_step``; a switch inside a step (weight < 1) drives that step with
+        the time-weighted mean of the command in force and the new one
+        (:mod:`~reverse_digital_twin.core.command_latency`).
+        """
         p, world = self.p, self.p.world
-        if len(self.pending) > p.command_delay_cycles:
+        switches: list[tuple[int, Command]] = []  # (physics step of the cycle, command)
+        if len(self.pending) > p._delay_cycles:
             command = self.pending.popleft()
-            try:
-                world.apply_command(
-                    p._joint_list,
-                    positions=None if command.positions is None else command.positions.tolist(),
-                    velocities=None if command.velocities is None
-                    else command.velocities.tolist(),
-                    efforts=None if command.efforts is None else command.efforts.tolist())
-            except ValueError as exc:  # the live sim refuses it too and keeps the last one
-                if not self.command_errors:
-                    self.command_errors.append(
-                        f'the sim would refuse a command at {world.time:.2f} s and hold: {exc}')
-        self._check_effort(self._step_cycle())
+            r, weight = p._switch_step, p._switch_weight
+            if r == 0 and weight == 1.0:  # the integer-cycle rule: before the first step
+                self._apply(command)
+            elif weight == 1.0:
+                switches.append((r, command))
+            else:
+                switches += [(r, _blend(self.applied, command, weight)), (r + 1, command)]
+        self._check_effort(self._step_cycle(switches))
         self._check_contacts(world.time)
 
-    def _step_cycle(self) -> np.ndarray | None:
-        """Step one control period; the mean effort per joint over its steps where it may be
-        saturated, else 0; None when no joint may be.
+    def _apply(self, command: Command) -> None:
+        """Write a command to the world (the live sim refuses a bad one too and keeps the
+        last); with a latency, remember it as the command in force."""
+        p, world = self.p, self.p.world
+        try:
+            world.apply_command(
+                p._joint_list,
+                positions=None if command.positions is None else command.positions.tolist(),
+                velocities=None if command.velocities is None else command.velocities.tolist(),
+                efforts=None if command.efforts is None else command.efforts.tolist())
+        except ValueError as exc:
+            if not self.command_errors:
+                self.command_errors.append(
+                    f'the sim would refuse a command at {world.time:.2f} s and hold: {exc}')
+            return
+        if self.applied is not None:
+            self.applied = command
+
+    def _advance(self, count: int, done: int, switches: list[tuple[int, Command]]) -> int:
+        """Step ``count`` physics steps from step ``done`` of the cycle, applying each switch
+        before its step; the steps done after."""
+        world, end = self.p.world, done + count
+        while done < end:
+            while switches and switches[0][0] <= done:
+                self._apply(switches.pop(0)[1])
+            chunk = min(switches[0][0], end) - done if switches else end - done
+            world.step(chunk)
+            done += chunk
+        return done
+
+    def _step_cycle(self, switches: list[tuple[int, Command]]) -> np.ndarray | None:
+        """Step one control period, applying the switches (physics step, command) before their
+        steps; the mean effort per joint over its steps where it may be saturated, else 0;
+        None when no joint may be.
 
         Efforts are summed over every physics step: a single sample cannot tell a motor
         pushing against something from one chattering at the limit. A joint's effort is read
         only while every step so far reached the saturation floor (Predictor._effort_floor):
         below it once, the mean cannot reach the threshold. Usually no joint is near it after
-        the first step, and the rest of the cycle steps without reading anything.
+        the first step, and the rest of the cycle steps without reading anything. A cycle with
+        a command switch inside is the same n steps with other commands: the floor argument
+        holds step by step.
         """
         p, world = self.p, self.p.world
         n = p.steps_per_cycle
         indices, torque_joints, floor = p._indices, p._torque_joints, p._effort_floor
-        world.step(1)
+        if switches:
+            done = self._advance(1, 0, switches)
+        else:
+            world.step(1)
+            done = 1
         sums = world.efforts(indices, torque_joints)
         live = [i for i, e in enumerate(sums) if abs(e) >= floor[i]]
-        done = 1
         while live and done < n:
-            world.step(1)
-            done += 1
+            if switches:
+                done = self._advance(1, done, switches)
+            else:
+                world.step(1)
+                done += 1
             efforts = world.efforts(indices, torque_joints)
             for i in live:
                 sums[i] += efforts[i]
             live = [i for i in live if abs(efforts[i]) >= floor[i]]
         if done < n:
-            world.step(n - done)
+            if switches:
+                self._advance(n - done, done, switches)
+            else:
+                world.step(n - done)
+        for _, command in switches:  # the new command after a switch in the cycle's last step
+            self._apply(command)
+        switches.clear()
         if not live:
             return None
         mean = np.zeros(len(sums))
@@ -554,6 +650,28 @@ class _Rollout:
         why = f': {violation.describe()}' if violation is not None else ''
         return (f'the controller would not report an outcome within {horizon:.2f} s after the '
                 f'trajectory end (predicted up to {self.t:.2f} s){why}')
+
+
+def _blend(old: Command | None, new: Command, weight: float) -> Command:
+    """The time-weighted mean of two commands for one physics step (``weight``: new's share).
+
+    A position command without velocities holds them at 0. Commands that drive the joints
+    differently (the position hold before a first effort command) cannot be mixed: the step
+    gets the one that covers most of it.
+    """
+    if old is None:
+        return new
+    fields = ('positions', 'velocities', 'efforts')
+    a = [getattr(old, f) for f in fields]
+    b = [getattr(new, f) for f in fields]
+    if a[0] is not None and b[0] is not None:  # position commands, velocity feed-forward
+        if a[1] is None and b[1] is not None:
+            a[1] = np.zeros_like(b[1])
+        elif b[1] is None and a[1] is not None:
+            b[1] = np.zeros_like(a[1])
+    if any((x is None) != (y is None) for x, y in zip(a, b)):
+        return new if weight >= 0.5 else old
+    return Command(*(None if x is None else blend(x, y, weight) for x, y in zip(a, b)))
 
 
 def _describe_collision(c: PredictedCollision) -> str:

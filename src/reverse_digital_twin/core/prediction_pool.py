@@ -42,6 +42,7 @@ import numpy as np
 from reverse_digital_twin.core.controller import ControllerConfig
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal import TrajectoryGoal
+from reverse_digital_twin.core.perturbation import Perturbation
 from reverse_digital_twin.core.physics import MotorSettings
 from reverse_digital_twin.core.prediction import Predictor, Verdict
 from reverse_digital_twin.core.robot_model import RobotModel
@@ -64,7 +65,10 @@ class PredictionError(ValueError):
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """Everything a worker needs to build its Predictor (the constructor's arguments)."""
+    """Everything a worker needs to build its Predictor (the constructor's arguments).
+
+    ``hardware``: the twin's model of the hardware (a calibration's), see Predictor.
+    """
 
     model: RobotModel
     urdf_path: str
@@ -76,13 +80,15 @@ class PredictorSpec:
     command_delay_cycles: int = 0
     allowed_contacts: tuple[tuple[str, str], ...] = ()
     initial_positions: Mapping[str, float] | None = None
+    hardware: Perturbation | None = None
 
     def build(self) -> Predictor:
         return Predictor(self.model, self.urdf_path, self.scene, self.physics_rate,
                          self.update_rate, self.config, self.motors,
                          command_delay_cycles=self.command_delay_cycles,
                          allowed_contacts=self.allowed_contacts,
-                         initial_positions=self.initial_positions)
+                         initial_positions=self.initial_positions,
+                         hardware=self.hardware)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
 from reverse_digital_twin.core.goal_lifecycle import SingleGoalSlot, report
 from reverse_digital_twin.nodes.awaiting import await_within
+from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
 from reverse_digital_twin.nodes.ros_common import to_time
@@ -50,6 +51,8 @@ Result = FollowJointTrajectory.Result
 _NAMES = TwinNames()
 #: Settling the twin simulates after a trajectory's end when the goal sets no goal_time.
 DEFAULT_SETTLING = 1.0
+#: rad: the divergence threshold without a calibration or an explicit value.
+DEFAULT_DIVERGENCE_THRESHOLD = 0.05
 #: s: a first prediction unanswered this long is requested once more (see _predict)
 FIRST_ANSWER_WAIT = 2.0
 #: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
@@ -138,9 +141,19 @@ class Bridge(Node):
         self.start_tolerance = float(declare(
             self, 'start_tolerance', 0.01,
             'Max distance (rad) between a first point at time 0 and the measured state'))
+        # A calibration proposes the threshold: it becomes the parameter's default, so a value
+        # given explicitly (robot YAML, -p, launch, ros2 param set) still wins, as for any
+        # other default.
+        calibration = declare_calibration(
+            self, None, 'its divergence_threshold becomes the default of divergence_threshold '
+            '(a value given explicitly wins)')
+        default_threshold = DEFAULT_DIVERGENCE_THRESHOLD if calibration is None \
+            else calibration.divergence_threshold
         self.divergence_threshold = float(declare(
-            self, 'divergence_threshold', 0.05,
-            'Shadow mode: max |measured - predicted| (rad) before the hardware is stopped'))
+            self, 'divergence_threshold', default_threshold,
+            'Shadow mode: max |measured - predicted| (rad) before the hardware is stopped '
+            f'(default: the calibration\'s when calibration_file is set, else '
+            f'{DEFAULT_DIVERGENCE_THRESHOLD:g})'))
         self.divergence_time_slack = float(declare(
             self, 'divergence_time_slack', 0.1,
             'Shadow mode: time misalignment (s) tolerated between measurement and prediction'))
@@ -232,6 +245,14 @@ class Bridge(Node):
         self._publish_status('started')
         self.get_logger().info(f'target {self.switch.target.value}; sim {sim_ctrl}, hardware '
                                f'{hw_ctrl}')
+        if calibration is not None:
+            source = 'from the calibration' \
+                if self.divergence_threshold == calibration.divergence_threshold \
+                else f'parameter divergence_threshold; the calibration proposes ' \
+                     f'{calibration.divergence_threshold:g} rad'
+            self.get_logger().info(
+                f'calibration {self.get_parameter(CALIBRATION_PARAMETER).value}: divergence '
+                f'threshold {self.divergence_threshold:g} rad ({source})')
 
     def start(self) -> None:
         """Start relaying joint states (the node is fully configured by now)."""

@@ -35,6 +35,7 @@ from reverse_digital_twin.core.robot_model import load_robot_model
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.nodes.move_to import MoveToServer
+from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, check_unknown_parameters
 from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, seconds
@@ -129,6 +130,11 @@ class PlannerNode(Node):
         initial = {j: float(declare(self, f'initial_positions.{j}', 0.0,
                                     f"Position of {j} at the twin's start (rad or m)", True))
                    for j in self.joints}
+        self.calibration = declare_calibration(
+            self, self.joints, 'predictions model the hardware with it: its payload, extra '
+            'damping and friction, command latency (replacing the one-cycle delay without '
+            'lockstep) and encoder offsets (start states and predicted positions are measured '
+            'ones)')
         check_unknown_parameters(self)
         self.controller_config = controller_config(
             read_node_parameters(resolve(controller_file, 'controller_parameters_file'),
@@ -138,7 +144,9 @@ class PlannerNode(Node):
                              self.controller_config, motors,
                              command_delay_cycles=0 if lockstep else 1,
                              allowed_contacts=contact_pairs(allowed),
-                             initial_positions=initial)
+                             initial_positions=initial,
+                             hardware=None if self.calibration is None
+                             else self.calibration.hardware)
         try:
             deadline = DeadlinePolicy(min_speed=min_speed, max_time=max_time)
         except ConfigError as exc:
@@ -156,6 +164,15 @@ class PlannerNode(Node):
         self.get_logger().info(
             f'{self.model.name}: {workers} prediction worker(s), predictions start from '
             f'{self.resolve_topic_name(twin_joint_states)} when a request has no start state')
+        if self.calibration is not None:
+            hardware = self.calibration.hardware
+            self.get_logger().info(
+                f'predictions model the hardware of calibration '
+                f'{self.get_parameter(CALIBRATION_PARAMETER).value}: payload '
+                f'{hardware.payload_mass:g} kg, command latency '
+                f'{hardware.command_latency * 1e3:.2f} ms, encoder offsets '
+                f'{ {j: v for j, v in hardware.joint_offsets.items() if v} or "none"}, '
+                f'friction { {j: v for j, v in hardware.joint_friction.items() if v} or "none"}')
 
     def start(self) -> None:
         """Launch the workers (each builds its world), then serve."""

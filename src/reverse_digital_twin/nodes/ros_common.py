@@ -14,8 +14,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.tolerances import JointToleranceRequest
 from reverse_digital_twin.core.trajectory import JointSample
+from reverse_digital_twin.stack import CALIBRATION_PARAMETER
 
 if TYPE_CHECKING:
+    from reverse_digital_twin.core.calibration import Calibration
     from reverse_digital_twin.core.physics import MotorSettings
 
 #: robot_description and /tf_static: late joiners get the last message.
@@ -140,3 +142,34 @@ def declare_motor_settings(node: Node, whose: str = '') -> 'MotorSettings':
             f'{whose}gravity torques added to effort commands (like a torque-controlled arm)'
             if whose else 'Add gravity torques to effort commands (like a torque-controlled arm)',
             True)))
+
+
+def declare_calibration(node: Node, joints: Sequence[str] | None,
+                        use: str) -> 'Calibration | None':
+    """Declare ``calibration_file`` (read-only) and load the calibration it names.
+
+    Args:
+        node: the node declaring it.
+        joints: the robot's movable joints (the file may name no others); None: unchecked
+            (a node that does not know the robot).
+        use: what this node takes from the calibration, for the parameter's description.
+
+    Returns:
+        The calibration, or None when the parameter is '' (the nominal twin).
+
+    Raises:
+        ConfigError: the file is missing, unreadable or invalid (the message names the
+            parameter, the file and the key).
+    """
+    from reverse_digital_twin.core.calibration import Calibration  # noqa: PLC0415
+    from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
+    path = str(declare(node, CALIBRATION_PARAMETER, '',
+                       'Calibration of the twin against the hardware, the YAML file `rdt '
+                       f"calibrate` writes ('' = none, the nominal twin): {use}",
+                       read_only=True))
+    if not path:
+        return None
+    try:
+        return Calibration.load(path, None if joints is None else list(joints))
+    except ConfigError as exc:
+        raise ConfigError(f'parameter {CALIBRATION_PARAMETER}: {exc}') from None

@@ -23,6 +23,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
+from reverse_digital_twin.core.calibration import Calibration
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.paths import resolve
 from reverse_digital_twin.core.physics import PhysicsWorld
@@ -30,10 +31,12 @@ from reverse_digital_twin.core.robot_model import joint_transform, load_robot_mo
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.nodes.side_executor import GIL_SWITCH_INTERVAL, SideExecutor
+from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
 from reverse_digital_twin.nodes.ros_common import to_time
+from reverse_digital_twin.ros_params import node_parameters
 
 
 class SimNode(Node):
@@ -44,6 +47,9 @@ class SimNode(Node):
     """
 
     PUBLISH_CLOCK = True  # the twin owns simulated time
+    #: The twin takes a calibration's hardware model (``calibration_file``); the stand-in,
+    #: which plays the hardware itself, refuses one.
+    TAKES_CALIBRATION = True
 
     def __init__(self, node_name: str = 'pybullet_sim', **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -94,10 +100,13 @@ class SimNode(Node):
         initial = {j: float(declare(self, f'initial_positions.{j}', 0.0,
                                     f'Position of {j} at start (rad or m)', True))
                    for j in self.joints}
+        self.calibration = self._declare_calibration()
         self.declare_extra_parameters()
         check_unknown_parameters(self)
         self.world = PhysicsWorld(self.model, str(urdf_path), self.scene, self.physics_rate,
                                   motors, initial)
+        if self.calibration is not None:
+            self._apply_calibration(self.calibration)
         self.on_world_ready()
         self.last_state = self.world.read_state(self.joints)
         self.steps_per_cycle = max(1, round(self.physics_rate / self.update_rate))
@@ -137,6 +146,35 @@ class SimNode(Node):
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self._commands.start()
         self._thread.start()
+
+    def _declare_calibration(self) -> Calibration | None:
+        """The twin's calibration (``calibration_file``); the stand-in refuses the parameter."""
+        if self.TAKES_CALIBRATION:
+            return declare_calibration(
+                self, self.joints, "its hardware model's payload, extra damping and friction "
+                "go into the twin's world (its command latency and encoder offsets do not: "
+                "they are the planner's to predict)")
+        if CALIBRATION_PARAMETER in node_parameters(sys.argv, self.get_fully_qualified_name()):
+            raise ConfigError(
+                f'{self.get_fully_qualified_name()}: parameter {CALIBRATION_PARAMETER}: the '
+                'stand-in plays the hardware and takes no calibration; give it to the twin '
+                '(rdt up --calibration FILE, or calibration_file:=FILE)')
+        return None
+
+    def _apply_calibration(self, calibration: Calibration) -> None:
+        hardware = calibration.hardware
+        path = self.get_parameter(CALIBRATION_PARAMETER).value
+        try:
+            hardware.apply_to(self.world)
+        except ConfigError as exc:  # e.g. a payload link this robot does not have
+            raise ConfigError(f'parameter {CALIBRATION_PARAMETER}: calibration file {path}: '
+                              f'{exc}') from None
+        extra = {j: v for j, v in hardware.joint_damping.items() if v}
+        friction = {j: v for j, v in hardware.joint_friction.items() if v}
+        self.get_logger().info(
+            f'calibration {path}: payload '
+            f'{hardware.payload_mass:g} kg at {hardware.payload_link or "the tip link"}, extra '
+            f'damping {extra or "none"}, friction {friction or "none"} in the twin\'s world')
 
     def declare_extra_parameters(self) -> None:
         """Subclasses declare their own parameters here (before unknown ones are refused)."""

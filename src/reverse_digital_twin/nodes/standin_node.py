@@ -30,6 +30,7 @@ class StandinRobot(SimNode):
     """A sim node that plays the hardware: perturbed physics and sensors, wall-clock stamps."""
 
     PUBLISH_CLOCK = False
+    TAKES_CALIBRATION = False  # it is the hardware: calibration_file is refused
 
     def __init__(self, **kwargs) -> None:
         self._pending: list[Perturbation] = []
