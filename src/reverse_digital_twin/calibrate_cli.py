@@ -337,12 +337,21 @@ def record_motions(commander, setup, motions: list[tuple[np.ndarray, float, floa
     done = 0
     try:
         commander.client.send(home, timeout=30)
-        recorder = Recorder(path, hardware_topics())
+        # All predicted first, each from where the one before ends, so the motions then run
+        # back to back: the recording is motion, not waiting for verdicts
+        from sensor_msgs.msg import JointState  # noqa: PLC0415
+        goals, start = [], setup.home
         for k, (target, move, rest) in enumerate(motions):
             goal = make_trajectory(joints, [target, target], [move, move + rest])
-            if not commander.predict(goal).safe:
+            verdict = commander.predict(goal, JointState(name=list(joints),
+                                                         position=[float(v) for v in start]))
+            if not verdict.safe:
                 progress(f'  motion {k + 1}: predicted unsafe, skipped')
                 continue
+            goals.append((k, goal, move, rest))
+            start = target
+        recorder = Recorder(path, hardware_topics())
+        for k, goal, move, rest in goals:
             outcome = commander.client.send(goal, timeout=move + rest + 20)
             if outcome.status_name != 'SUCCEEDED':
                 raise ExcitationError(f'motion {k + 1} ended {outcome.status_name}: '

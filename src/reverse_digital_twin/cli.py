@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                             help='record the twin\'s topics into a rosbag2 bag (MCAP) until '
                             'Ctrl-C (rdt record -h)')
     record.set_defaults(func=None)
+    calibrate = sub.add_parser('calibrate', add_help=False,
+                               help='fit the twin to recorded hardware motion, or record such '
+                               'motion with --excite (rdt calibrate -h)')
+    calibrate.set_defaults(func=None)
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == 'move':
@@ -201,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == 'record':
         from reverse_digital_twin.record_cli import record_main  # noqa: PLC0415
         return record_main(argv[1:])
+    if argv and argv[0] == 'calibrate':
+        from reverse_digital_twin.calibrate_cli import calibrate_main  # noqa: PLC0415
+        return calibrate_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

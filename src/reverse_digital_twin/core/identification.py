@@ -125,14 +125,15 @@ class Recording:
 
 # --- segments -------------------------------------------------------------------------------
 
-def split_segments(recording: Recording, max_length: float = 8.0,
-                   rest_speed: float = 0.02) -> list[Segment]:
-    """Cut the recording where the arm rests into segments of at most ``max_length`` s.
+def split_segments(recording: Recording, max_length: float = 8.0, rest_speed: float = 0.02,
+                   pad: float = 0.3, bridge: float = 0.5) -> list[Segment]:
+    """The motions of the recording as segments to replay, each at most ``max_length`` s.
 
-    Each segment starts at a measured state at rest (so its start state is known to the
-    replay) and carries the commands from just before its start (the one in force then).
-    Stretches without any motion are dropped: they identify nothing but the offsets, which the
-    moving segments' rest phases identify too.
+    A motion is where the measured speed exceeds ``rest_speed``; motions less than ``bridge``
+    s apart are one. A segment starts ``pad`` s before its motion (at rest, so its start state
+    is known to the replay) and ends ``pad`` s after it (the settling, and the rest that shows
+    the offsets); it carries the commands from just before its start (the one in force then).
+    Long rests are left out: they cost replay time and identify nothing the pads do not.
     """
     t, q = recording.state_times, recording.positions
     if len(t) < 2:
@@ -143,19 +144,28 @@ def split_segments(recording: Recording, max_length: float = 8.0,
     hi = np.minimum(np.arange(len(t)) + 5, len(t) - 1)
     span = np.maximum(t[hi] - t[lo], 1e-9)
     speed = np.max(np.abs(q[hi] - q[lo]), axis=1) / span
-    at_rest = speed < rest_speed
-    cuts = [0]
-    last = 0
-    for i in range(1, len(t)):
-        if t[i] - t[last] >= max_length or (at_rest[i] and t[i] - t[last] >= 1.0
-                                            and not at_rest[min(i + 1, len(t) - 1)]):
-            cuts.append(i)
-            last = i
-    cuts.append(len(t) - 1)
+    moving = np.flatnonzero(speed >= rest_speed)
+    if len(moving) == 0:
+        return []
+    intervals: list[list[float]] = []
+    for i in moving:
+        if intervals and t[i] - intervals[-1][1] <= bridge:
+            intervals[-1][1] = t[i]
+        else:
+            intervals.append([t[i], t[i]])
+    windows: list[tuple[float, float]] = []
+    for start, end in intervals:
+        start, end = max(t[0], start - pad), min(t[-1], end + pad)
+        while end - start > max_length:  # long motions: consecutive pieces
+            windows.append((start, start + max_length))
+            start += max_length
+        windows.append((start, end))
     segments = []
     log = recording.commands
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        if b - a < 10 or speed[a:b].max() < rest_speed:
+    for start, end in windows:
+        a = int(np.searchsorted(t, start))
+        b = int(np.searchsorted(t, end, side='right')) - 1
+        if b - a < 10:
             continue
         first = max(0, int(np.searchsorted(log.times, t[a], side='right')) - 2)
         last_cmd = int(np.searchsorted(log.times, t[b], side='right'))
