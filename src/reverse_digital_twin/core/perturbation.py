@@ -59,7 +59,8 @@ class Perturbation:
         payload_link: the link carrying it; '' = the arm's tip link (PhysicsWorld.tip_link).
         joint_damping: joint -> extra viscous damping (N*m*s/rad), on top of the URDF's.
         joint_friction: joint -> Coulomb friction (N*m).
-        command_latency: s between a command's arrival and its effect (see CommandDelay).
+        command_latency: s between the measurement a command answers and the command's effect
+            (see CommandDelay; a command arriving later acts on arrival).
         position_noise: rad, standard deviation of Gaussian noise on measured positions.
         velocity_noise: rad/s, the same on measured velocities.
         joint_offsets: joint -> calibration offset (rad): measured = true + offset.

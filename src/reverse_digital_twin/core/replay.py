@@ -8,9 +8,11 @@ measured start of the segment with those commands, as the hardware model of a
 payload, damping, friction, command latency and encoder offsets; noise is not modelled), and
 returns what the hardware's encoders would have read at the measured stamps.
 
-Latency is continuous: a command stamped ``t`` takes effect at ``t + latency``; a physics step
-that the moment falls into gets the time-weighted mean of the old and new command, so the
-replay changes smoothly with the latency and a least-squares fit can find it between steps.
+Latency is continuous, by the same rule as the predictions
+(:class:`~reverse_digital_twin.core.command_latency.CommandSchedule`): a command stamped ``t``
+takes effect at ``t + latency``, and the physics step that moment falls into gets the
+time-weighted mean of the commands acting in it, so the replay changes smoothly with the
+latency and a least-squares fit can find it between steps.
 No rclpy here.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reverse_digital_twin.core.command_latency import CommandSchedule
 from reverse_digital_twin.core.perturbation import Perturbation
 from reverse_digital_twin.core.physics import PhysicsWorld
 
@@ -91,52 +94,41 @@ def replay(world: PhysicsWorld, hardware: Perturbation, segment: Segment,
                        dict(zip(joints, np.asarray(segment.start_velocities, float).tolist())))
     dt = world.dt
     log = segment.commands
-    effective = log.times + hardware.command_latency - segment.start_time  # s into the replay
+    schedule = CommandSchedule(log.times - segment.start_time, hardware.command_latency, dt)
     steps = np.rint((segment.sample_times - segment.start_time) / dt).astype(int)
     total = int(steps[-1]) if len(steps) else 0
     out = np.empty((len(steps), len(joints)))
-    # the command in force at the start: the newest that took effect by then
-    k = int(np.searchsorted(effective, 1e-12, side='right')) - 1
-    if k >= 0:
-        _apply(world, log, joints, k, None, 0.0)
-    else:
-        world.apply_command(joints, positions=true_start.tolist())
     sample = 0
-    while sample < len(steps) and steps[sample] <= 0:
-        out[sample] = world.joint_positions(joints)
-        sample += 1
-    K = len(effective)
-    for s in range(total):
-        t0, t1 = s * dt, (s + 1) * dt
-        if k + 1 < K and effective[k + 1] < t1:
-            # a new command takes effect within this step: time-weighted blend, then in force
-            nxt = k + 1
-            while nxt + 1 < K and effective[nxt + 1] < t1:
-                nxt += 1  # several commands within one step: the newest wins
-            weight = (t1 - max(effective[nxt], t0)) / dt
-            _apply(world, log, joints, nxt, k if k >= 0 else None, weight)
-            world.step(1)
-            k = nxt
-            _apply(world, log, joints, k, None, 0.0)
-        else:
-            world.step(1)
-        while sample < len(steps) and steps[sample] <= s + 1:
+    applied: tuple[tuple[int, float], ...] | None = None
+    for s in range(total + 1):
+        while sample < len(steps) and steps[sample] <= s:
             out[sample] = world.joint_positions(joints)
             sample += 1
+        if s == total:
+            break
+        shares = schedule.shares(s)
+        if shares != applied:  # a command takes effect within this step: the blend, once
+            _apply(world, log, joints, shares, true_start)
+            applied = shares
+        world.step(1)
     return out + offsets
 
 
-def _apply(world: PhysicsWorld, log: CommandLog, joints: list[str], new: int,
-           old: int | None, weight: float) -> None:
-    """Apply command ``new``, blended with ``old`` (weight of new; None: new alone)."""
-    def value(a: np.ndarray | None) -> list[float] | None:
+def _apply(world: PhysicsWorld, log: CommandLog, joints: list[str],
+           shares: tuple[tuple[int, float], ...], hold: np.ndarray) -> None:
+    """Apply the time-weighted mean of the commands acting in a step (index -1: the hold at
+    the start, i.e. the start positions)."""
+    def value(a: np.ndarray | None, at_rest: np.ndarray | None) -> list[float] | None:
         if a is None:
             return None
-        if old is None:
-            return a[new].tolist()
-        return (weight * a[new] + (1.0 - weight) * a[old]).tolist()
-    world.apply_command(joints, positions=value(log.positions),
-                        velocities=value(log.velocities), efforts=value(log.efforts))
+        total = np.zeros(len(joints))
+        for index, share in shares:
+            row = a[index] if index >= 0 else (at_rest if at_rest is not None else a[0])
+            total += share * row
+        return total.tolist()
+    world.apply_command(joints, positions=value(log.positions, hold),
+                        velocities=value(log.velocities, np.zeros(len(joints))),
+                        efforts=value(log.efforts, None))
 
 
 def _full_model(hardware: Perturbation, world: PhysicsWorld) -> Perturbation:

@@ -47,6 +47,7 @@ class SimNode(Node):
     """
 
     PUBLISH_CLOCK = True  # the twin owns simulated time
+    MAX_LAG = 0.5  # s behind the pace before the physics gives up catching up (see _pace)
     #: The twin takes a calibration's hardware model (``calibration_file``); the stand-in,
     #: which plays the hardware itself, refuses one.
     TAKES_CALIBRATION = True
@@ -213,8 +214,11 @@ class SimNode(Node):
 
     def _apply_command(self, sim_time: float) -> None:
         msg = self.next_command(sim_time)
-        if msg is None:
-            return
+        if msg is not None:
+            self.apply_joint_command(msg)
+
+    def apply_joint_command(self, msg: JointState) -> None:
+        """Drive the joints as a command says; a bad one is refused (logged) and the last held."""
         try:
             self.world.apply_command(
                 list(msg.name),
@@ -224,6 +228,12 @@ class SimNode(Node):
         except ValueError as exc:
             self.get_logger().error(f'joint command refused, holding: {exc}',
                                     throttle_duration_sec=1.0)
+
+    def step_cycle(self, now: float) -> None:
+        """One control period: the latest command, then the physics steps (the stand-in
+        applies its commands step by step, when each is due)."""
+        self._apply_command(now)
+        self.world.step(self.steps_per_cycle)
 
     # --- physics loop -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -243,8 +253,7 @@ class SimNode(Node):
                         self._command_ready.wait_for(
                             lambda: self._command_stamp >= stamp - 1e-9 or not self._running,
                             timeout=self.lockstep_timeout)
-                self._apply_command(now)
-                self.world.step(self.steps_per_cycle)
+                self.step_cycle(now)
                 self._pace()
         except Exception as exc:  # noqa: BLE001 - report and stop instead of dying silently
             if not self._running or not rclpy.ok(context=self.context):
@@ -264,7 +273,7 @@ class SimNode(Node):
         delay = wall0 + (self.world.time - sim0) / rtf - wall
         if delay > 0:
             time.sleep(delay)
-        elif delay < -0.5:  # fell far behind (machine busy): do not try to catch up in a burst
+        elif delay < -self.MAX_LAG:  # fell far behind (machine busy): no catching up in a burst
             self._pace_origin = (wall, self.world.time)
 
     def stamp_time(self, sim_time: float) -> float:
@@ -275,8 +284,13 @@ class SimNode(Node):
         """What the sensors report; perfect in the twin (the stand-in adds noise/offsets)."""
         return positions, velocities
 
+    def stamp_state(self, sim_time: float) -> float:
+        """The stamp of the joint state published for this moment (the stand-in also notes
+        which moment each stamp stood for, to time the commands answering it)."""
+        return self.stamp_time(sim_time)
+
     def _publish_state(self, now: float) -> float:
-        stamp_time = self.stamp_time(now)
+        stamp_time = self.stamp_state(now)
         stamp = to_time(stamp_time)
         if self._clock_pub is not None:
             self._clock_pub.publish(Clock(clock=to_time(now)))

@@ -9,6 +9,7 @@ exposes exactly the driver interface; the bridge cannot tell it from a real robo
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from sensor_msgs.msg import JointState
 
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.perturbation import CommandDelay, Perturbation, SensorModel
-from reverse_digital_twin.nodes.ros_common import declare
+from reverse_digital_twin.nodes.ros_common import declare, seconds
 from reverse_digital_twin.nodes.sim_node import SimNode
 
 PREFIX = 'perturbation.'
@@ -30,10 +31,16 @@ class StandinRobot(SimNode):
     """A sim node that plays the hardware: perturbed physics and sensors, wall-clock stamps."""
 
     PUBLISH_CLOCK = False
+    # Its states are stamped on the paced timeline (stamp_time): a lag is a delay of the stamps,
+    # and the controller reads a jump of more than 0.5 s in them as a lost connection
+    MAX_LAG = 0.1
     TAKES_CALIBRATION = False  # it is the hardware: calibration_file is refused
 
     def __init__(self, **kwargs) -> None:
         self._pending: list[Perturbation] = []
+        self._stamped_origin: tuple[float, float] | None = None
+        self._measured_at: dict[int, float] = {}  # state stamp (us) -> its sim time
+        self._wall_minus_monotonic = 0.0
         self._lock = threading.Lock()
         super().__init__('standin_robot', **kwargs)
         self.add_on_set_parameters_callback(self._on_set_perturbation)
@@ -43,7 +50,8 @@ class StandinRobot(SimNode):
         for name, default, text in (
                 ('payload_mass', 0.0, 'Payload at the tip link (kg); changeable live'),
                 ('payload_link', '', 'Link carrying the payload (empty: the tip link)'),
-                ('command_latency', 0.0, 'Delay between a command and its effect (s)'),
+                ('command_latency', 0.0, 'Delay from the measured state a command answers to '
+                 'the command\'s effect (s)'),
                 ('position_noise', 0.0, 'Std of measured position noise (rad)'),
                 ('velocity_noise', 0.0, 'Std of measured velocity noise (rad/s)'),
                 ('seed', 0, 'Seed of the sensor noise')):
@@ -70,24 +78,59 @@ class StandinRobot(SimNode):
 
     # --- hardware-like behaviour ----------------------------------------------------------------
     def stamp_time(self, sim_time: float) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        """Wall time at which the paced physics was in this state, not when the message left.
+
+        A real arm's physics never falls behind: its driver stamps states with the hardware's
+        clock, and a late process only delivers them late. The stand-in's physics thread does
+        fall behind on a busy machine and catches up in a burst; stamping with the publish
+        time would then put its states at the wrong times, a timing error no twin can model.
+        """
+        origin = self._pace_origin
+        if origin is None or self.real_time_factor <= 0:
+            return self.get_clock().now().nanoseconds * 1e-9
+        if origin is not self._stamped_origin:  # wall - monotonic, read once per pace origin:
+            # read every cycle, a preemption between the two reads would shift single stamps
+            self._stamped_origin = origin
+            self._wall_minus_monotonic = \
+                self.get_clock().now().nanoseconds * 1e-9 - time.monotonic()
+        wall0, sim0 = origin
+        scheduled = wall0 + (sim_time - sim0) / self.real_time_factor  # monotonic clock
+        return self._wall_minus_monotonic + scheduled
 
     def measure(self, positions: np.ndarray, velocities: np.ndarray):
         return self.sensors.measure(positions, velocities)
 
     def _on_command(self, msg: JointState) -> None:
+        """Queue a command to act ``command_latency`` after the state it answers was measured
+        (its header.stamp echoes that state's): a real arm's latency runs from sensing to
+        actuation, whenever the network delivers. A command for an unknown state (or one
+        arriving after its time) acts on arrival + latency, resp. at once."""
         with self._lock:
-            self.delay.push(self.world.time, msg)
+            answered = self._measured_at.get(round(seconds(msg.header.stamp) * 1e6))
+            self.delay.push(answered if answered is not None else self.world.time, msg)
         super()._on_command(msg)
 
-    def next_command(self, sim_time: float) -> JointState | None:
-        super().next_command(sim_time)  # consume the undelayed one
+    def stamp_state(self, sim_time: float) -> float:
+        stamp = self.stamp_time(sim_time)
+        with self._lock:
+            self._measured_at[round(stamp * 1e6)] = sim_time
+            while len(self._measured_at) > 200:  # 2 s at 100 Hz: older answers are lost
+                self._measured_at.pop(next(iter(self._measured_at)))
+        return stamp
+
+    def step_cycle(self, now: float) -> None:
+        """Physics step by step, each command applied at the step it falls due."""
+        super().next_command(now)  # the undelayed slot (lockstep's) is not used here
         with self._lock:
             pending, self._pending = self._pending, []
-            due = self.delay.pop_due(sim_time)
         for perturbation in pending:  # live changes are applied by the physics thread
             perturbation.apply_to(self.world)
-        return due
+        for _ in range(self.steps_per_cycle):
+            with self._lock:
+                due = self.delay.pop_due(self.world.time)
+            if due is not None:
+                self.apply_joint_command(due)
+            self.world.step(1)
 
     def _on_set_perturbation(self, params: list[Parameter]) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name.startswith(PREFIX)}
