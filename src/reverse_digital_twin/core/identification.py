@@ -40,9 +40,10 @@ MIN_MOTION_TIME = 2.0
 #: Residuals of the first moments of a segment are left out: the replay starts from a measured
 #: (noisy, offset) state and needs a few physics steps to settle onto the motors' targets (s).
 SETTLE_TIME = 0.05
-#: The proposed divergence threshold: this many times the largest per-joint residual RMS after
-#: calibration, plus the measured noise allowance, but never below FLOOR.
-THRESHOLD_FACTOR = 4.0
+#: The proposed divergence threshold: this many times the largest error of the calibrated
+#: twin anywhere in the recording (so nothing the healthy arm did there would have tripped
+#: it), but never below FLOOR.
+THRESHOLD_FACTOR = 1.5
 THRESHOLD_FLOOR = 0.003  # rad
 #: Latencies tried before the fit (s): a control cycle or two at the usual 100-1000 Hz.
 LATENCY_GRID = (0.0, 0.004, 0.008, 0.012, 0.016, 0.02, 0.03, 0.04, 0.06, 0.08)
@@ -481,7 +482,7 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
     noise = np.array([np.std(np.concatenate([r[w > 0][:, k] for r, w in zip(after_res, weights)]))
                       for k in range(len(joints))])
     threshold = max(THRESHOLD_FLOOR, THRESHOLD_FACTOR * float(
-        np.max([np.max(np.abs(r[w > 0]), axis=0) for r, w in zip(after_res, weights)])) / 2.0)
+        np.max([np.max(np.abs(r[w > 0])) for r, w in zip(after_res, weights)])))
     say(f'calibrated twin: RMS error {_mrad(rms_after)} mrad per joint; proposed divergence '
         f'threshold {threshold * 1e3:.1f} mrad')
     return IdentificationResult(fitted, estimates, rms_before, rms_after, noise, threshold,

@@ -8,6 +8,7 @@ exposes exactly the driver interface; the bridge cannot tell it from a real robo
 """
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import replace
@@ -40,6 +41,10 @@ class StandinRobot(SimNode):
         self._pending: list[Perturbation] = []
         self._stamped_origin: tuple[float, float] | None = None
         self._measured_at: dict[int, float] = {}  # state stamp (us) -> its sim time
+        self._measured_times: list[float] = []  # the same sim times, in order
+        self._answered = -1.0  # sim time of the newest measurement a command answered
+        self._waited = -1.0  # ... and of the newest one waited for
+        self._last_command_wall = -1e9  # monotonic s of the last command
         self._wall_minus_monotonic = 0.0
         self._lock = threading.Lock()
         super().__init__('standin_robot', **kwargs)
@@ -63,6 +68,10 @@ class StandinRobot(SimNode):
                                 ('joint_friction', 'Coulomb friction (N*m)')):
                 key = f'{PREFIX}{group}.{joint}'
                 values[key] = declare(self, key, 0.0, f'{text} of {joint}', read_only=True)
+        self.command_wait = float(declare(
+            self, 'command_wait', 0.05,
+            'Longest wait (wall s) for a late command answering a measurement, while the '
+            'controller is sending: a real-time loop never moves on without it', read_only=True))
         self.perturbation = Perturbation.from_parameters(values, PREFIX)
         self.perturbation.validate(self.joints)
 
@@ -108,24 +117,49 @@ class StandinRobot(SimNode):
         with self._lock:
             answered = self._measured_at.get(round(seconds(msg.header.stamp) * 1e6))
             self.delay.push(answered if answered is not None else self.world.time, msg)
+            if answered is not None:
+                self._answered = max(self._answered, answered)
+            self._last_command_wall = time.monotonic()
         super()._on_command(msg)
 
     def stamp_state(self, sim_time: float) -> float:
         stamp = self.stamp_time(sim_time)
         with self._lock:
             self._measured_at[round(stamp * 1e6)] = sim_time
+            self._measured_times.append(sim_time)
             while len(self._measured_at) > 200:  # 2 s at 100 Hz: older answers are lost
                 self._measured_at.pop(next(iter(self._measured_at)))
+                del self._measured_times[0]
         return stamp
 
     def step_cycle(self, now: float) -> None:
-        """Physics step by step, each command applied at the step it falls due."""
+        """Physics step by step, each command applied at the step it falls due.
+
+        ros2_control runs read, update and write in one real-time loop, so a real arm never
+        moves on without the command answering its last measurement. Over DDS, on a busy
+        machine, that command can be late; the stand-in then waits for it (at most
+        ``command_wait`` s, and only while the controller is sending), as the loop would have,
+        instead of moving on with an older command and catching up in a burst.
+        """
         super().next_command(now)  # the undelayed slot (lockstep's) is not used here
         with self._lock:
             pending, self._pending = self._pending, []
         for perturbation in pending:  # live changes are applied by the physics thread
             perturbation.apply_to(self.world)
+        latency = self.delay.latency
         for _ in range(self.steps_per_cycle):
+            t = self.world.time
+            with self._lock:
+                # the newest measurement whose answer is due by now
+                k = bisect.bisect_right(self._measured_times, t + 1e-9 - latency)
+                owed = self._measured_times[k - 1] if k else None
+                late = owed is not None and owed > self._answered and owed > self._waited \
+                    and time.monotonic() - self._last_command_wall < 0.5
+            if late:
+                self._waited = owed
+                with self._command_ready:
+                    self._command_ready.wait_for(lambda: self._answered >= owed or
+                                                 not self._running, self.command_wait)
             with self._lock:
                 due = self.delay.pop_due(self.world.time)
             if due is not None:
