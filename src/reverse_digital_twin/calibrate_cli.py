@@ -159,7 +159,7 @@ def nominal_model(setup) -> 'object':
 def fit_recording(recording_path: Path, robot: str = 'rdt_arm6', workers: int = 2,
                   max_iterations: int = 8, output: Path | None = None,
                   joint_states: str = '', controller_state: str = '',
-                  progress=None) -> Fitted:
+                  progress=None, parameters=None) -> Fitted:
     """Read a bag, fit the hardware model, write the calibration file and its plot.
 
     Raises:
@@ -183,7 +183,7 @@ def fit_recording(recording_path: Path, robot: str = 'rdt_arm6', workers: int = 
         progress(f'{recording.duration:.1f} s recorded: {len(recording.state_times)} joint '
                  f'states, {len(recording.commands.times)} commands')
     with ReplayWorkers(spec, workers) as pool:
-        result = identify(recording, pool, nominal_model(setup),
+        result = identify(recording, pool, nominal_model(setup), parameters=parameters,
                           max_evaluations=max_iterations, progress=progress)
     output = output or (recording_path / 'calibration.yaml' if recording_path.is_dir()
                         else recording_path.with_suffix('.calibration.yaml'))

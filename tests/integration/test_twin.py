@@ -242,3 +242,30 @@ def test_a_new_goal_preempts_the_running_one_through_the_bridge(fresh):
     new = twin.client.wait_result(second, 15)
     assert new.status_name == 'SUCCEEDED', new
     assert np.abs(twin.positions(twin.sim) - target).max() < 0.02
+
+
+def test_calibration_finds_the_standins_hidden_latency_and_offset(fresh, tmp_path):
+    """Excitation through the bridge on the armed stand-in, recorded as a bag, then the fit
+    (latency and encoder offsets; the stand-in hides 4 ms and a 2 mrad elbow offset)."""
+    from reverse_digital_twin.calibrate_cli import excitation_goals, fit_recording
+    from reverse_digital_twin.calibrate_cli import record_motions
+    from reverse_digital_twin.core.identification import Parameter
+    from reverse_digital_twin.robot_setup import load_robot
+    twin = fresh
+    setup = load_robot('rdt_arm6')
+    assert twin.arm(True).success
+    bag = tmp_path / 'excitation'
+    done = record_motions(twin.commander, setup, excitation_goals(setup, 8.0, seed=3), bag,
+                          progress=lambda line: None)
+    assert done >= 4
+    assert (bag / 'metadata.yaml').is_file()
+    fitted = fit_recording(bag, 'rdt_arm6', workers=2, max_iterations=3,
+                           parameters=[Parameter('command_latency', 's', 0.005, 0.2)])
+    estimates = {e.key: e.value for e in fitted.result.estimates}
+    assert estimates['command_latency'] == pytest.approx(0.004, abs=0.0015), estimates
+    assert estimates['joint_offsets.elbow_joint'] == pytest.approx(0.002, abs=0.0004)
+    assert abs(estimates['joint_offsets.shoulder_pan_joint']) < 0.0004
+    after, before = fitted.result.rms_after, fitted.result.rms_before
+    assert after.max() < 0.6e-3 and before.max() > 3 * after.max(), (before, after)
+    assert fitted.output.is_file() and fitted.plot.is_file()
+    assert twin.commander.status().active_target == 'sim'  # the bridge's target restored
