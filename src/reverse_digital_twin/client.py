@@ -205,10 +205,26 @@ class BackgroundNode:
         self.node = rclpy.create_node(name)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True, name=name)
+        self._closing = False
+        self._thread = threading.Thread(target=self._spin, daemon=True, name=name)
         self._thread.start()
 
+    def _spin(self) -> None:
+        """Spin until closed. Entities destroyed while the executor waits (a client closing its
+        action client or subscription from another thread) make rclpy raise from the wait set
+        for that one pass; the next pass no longer has them."""
+        from rclpy._rclpy_pybind11 import InvalidHandle, RCLError  # noqa: PLC0415
+        from rclpy.executors import ExternalShutdownException  # noqa: PLC0415
+        while not self._closing:
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except (InvalidHandle, RCLError):
+                continue
+            except (ExternalShutdownException, RuntimeError):
+                return  # rclpy shut down, or the executor was shut down
+
     def close(self) -> None:
+        self._closing = True
         self.executor.shutdown()
         # A spin thread still inside rcl when the interpreter exits aborts the process
         # ("terminate called without an active exception"): wait for it to leave.

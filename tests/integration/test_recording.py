@@ -156,7 +156,10 @@ def test_recording_a_shadow_session_goal_by_goal(fresh, tmp_path):
     assert all(n > 0 for t, n in counts.items() if t != names.divergence or diverged), counts
     assert counts[names.verdicts] == 3, counts  # two goals and one streamed trajectory
     assert counts[names.hardware_joint_trajectory] == 1, counts
-    assert counts[names.hardware_joint_states] > 300, counts  # 100 Hz for several seconds
+    seconds = yaml.safe_load((out / 'metadata.yaml').read_text())[
+        'rosbag2_bagfile_information']['duration']['nanoseconds'] * 1e-9
+    # the stand-in publishes at 100 Hz; on a loaded machine it keeps pace with a slow controller
+    assert counts[names.hardware_joint_states] > 25 * seconds, (counts, seconds)
 
     messages = list(read_bag(out))
     times = [t for _, t, _ in messages]

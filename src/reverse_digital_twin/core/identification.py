@@ -127,7 +127,8 @@ class Recording:
 # --- segments -------------------------------------------------------------------------------
 
 def split_segments(recording: Recording, max_length: float = 8.0, rest_speed: float = 0.02,
-                   pad: float = 0.3, bridge: float = 0.5) -> list[Segment]:
+                   pad: float = 0.3, bridge: float = 0.5, max_gap: float = 0.05
+                   ) -> list[Segment]:
     """The motions of the recording as segments to replay, each at most ``max_length`` s.
 
     A motion is where the measured speed exceeds ``rest_speed``; motions less than ``bridge``
@@ -135,6 +136,7 @@ def split_segments(recording: Recording, max_length: float = 8.0, rest_speed: fl
     is known to the replay) and ends ``pad`` s after it (the settling, and the rest that shows
     the offsets); it carries the commands from just before its start (the one in force then).
     Long rests are left out: they cost replay time and identify nothing the pads do not.
+    Stamps more than ``max_gap`` s apart end a segment; the next starts after the gap.
     """
     t, q = recording.state_times, recording.positions
     if len(t) < 2:
@@ -154,9 +156,17 @@ def split_segments(recording: Recording, max_length: float = 8.0, rest_speed: fl
             intervals[-1][1] = t[i]
         else:
             intervals.append([t[i], t[i]])
+    # A gap in the stamps (a stalled hardware clock re-based, a lost stretch) breaks the
+    # replay's one-to-one map from stamps to physics steps: no segment spans one
+    gaps = t[1:][np.diff(t) > max_gap]
     windows: list[tuple[float, float]] = []
     for start, end in intervals:
         start, end = max(t[0], start - pad), min(t[-1], end + pad)
+        for gap in gaps[(gaps > start) & (gaps <= end)]:
+            before = t[int(np.searchsorted(t, gap)) - 1]
+            if before - start > 0.2:
+                windows.append((start, before))
+            start = gap
         while end - start > max_length:  # long motions: consecutive pieces
             windows.append((start, start + max_length))
             start += max_length
