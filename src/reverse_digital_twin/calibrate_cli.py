@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reverse_digital_twin.cli import parse_arguments
+
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
@@ -63,10 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 def calibrate_main(argv: list[str] | None = None) -> int:
     """`rdt calibrate ...`; returns the exit code."""
     parser = _parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:
-        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    args = parse_arguments(parser, list(sys.argv[1:] if argv is None else argv))
+    if isinstance(args, int):
+        return args
     from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
     try:
         if args.excite:

@@ -13,6 +13,16 @@ from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.stack import CONTROLLER_NODE
 
 
+def parse_arguments(parser: argparse.ArgumentParser,
+                    argv: list[str]) -> argparse.Namespace | int:
+    """A subcommand's arguments, or the exit code argparse chose: 0 after --help, 2 after a
+    usage error (it has printed why); the subcommands return it instead of exiting."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code in (0, None) else 2
+
+
 def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     """-p node:param:=value pairs -> {node: {param: value}}."""
     out: dict[str, dict[str, Any]] = {}

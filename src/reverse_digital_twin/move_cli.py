@@ -14,6 +14,8 @@ import math
 import re
 import sys
 
+from reverse_digital_twin.cli import parse_arguments
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -116,11 +118,10 @@ def action_name(namespace: str) -> str:
 def move_main(argv: list[str] | None = None) -> int:
     """`rdt move ...`; returns the exit code."""
     parser = _parser()
-    try:
-        args = parser.parse_args(_glue_negative_joints(
-            list(sys.argv[1:] if argv is None else argv)))
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    args = parse_arguments(parser, _glue_negative_joints(
+        list(sys.argv[1:] if argv is None else argv)))
+    if isinstance(args, int):
+        return args
     try:
         fields = _goal_fields(args)
     except (ValueError, argparse.ArgumentTypeError) as exc:

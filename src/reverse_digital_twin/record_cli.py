@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reverse_digital_twin.cli import parse_arguments
+
 if TYPE_CHECKING:
     from reverse_digital_twin.core.bag import BagWriter
 
@@ -47,10 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 def record_main(argv: list[str] | None = None) -> int:
     """`rdt record ...`; returns the exit code."""
     parser = _parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    args = parse_arguments(parser, list(sys.argv[1:] if argv is None else argv))
+    if isinstance(args, int):
+        return args
     from reverse_digital_twin.core.bag import default_bag_name  # noqa: PLC0415
     from reverse_digital_twin.core.errors import ConfigError  # noqa: PLC0415
     from reverse_digital_twin.nodes.recorder_node import check_topic_names  # noqa: PLC0415

@@ -512,11 +512,8 @@ def evaluate(recording: Recording, rollouts: Rollouts,
     k = len(segments)
     results = []
     for i, m in enumerate(models):
-        offsets = np.array([m.joint_offsets.get(j, 0.0) for j in recording.joints])
         preds = out[i * k:(i + 1) * k]
-        # replay() adds the model's offsets already
-        res = [s.measured - p for s, p in zip(segments, preds)]
-        del offsets
+        res = [s.measured - p for s, p in zip(segments, preds)]  # replay() adds the offsets
         results.append(_pooled_rms(res, weights))
     return results
 
