@@ -13,3 +13,32 @@ else:
     os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.pop('ROS_STATIC_PEERS', None)
+
+
+# --- a hang must end the run with every thread's stack, not eat CI's time budget --------------
+# pytest-timeout (pytest.ini: 300 s, signal method) fails a slow test and goes on, but its
+# SIGALRM handler only runs between Python bytecodes: a test stuck inside C (a DDS mutex, a
+# join without timeout) is never interrupted. faulthandler's watchdog thread is plain C: after
+# HARD_LIMIT it prints every thread's Python stack to the real stderr and exits the run.
+import faulthandler  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+HARD_LIMIT_S = float(os.environ.get('RDT_TEST_HARD_LIMIT_S', '420'))
+_real_stderr = None
+
+
+def pytest_configure(config) -> None:
+    """Keep a handle on the terminal's stderr: during a test, fd 2 is pytest's capture file."""
+    global _real_stderr
+    _real_stderr = os.fdopen(os.dup(sys.stderr.fileno()), 'w')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    faulthandler.dump_traceback_later(HARD_LIMIT_S, exit=True, file=_real_stderr or sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
