@@ -19,13 +19,15 @@ os.environ.pop('ROS_STATIC_PEERS', None)
 # pytest-timeout (pytest.ini: 300 s, signal method) fails a slow test and goes on, but its
 # SIGALRM handler only runs between Python bytecodes: a test stuck inside C (a DDS mutex, a
 # join without timeout) is never interrupted. faulthandler's watchdog thread is plain C: after
-# HARD_LIMIT it prints every thread's Python stack to the real stderr and exits the run.
+# the test's timeout plus HARD_MARGIN_S it prints every thread's stack and exits the run.
 import faulthandler  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
-HARD_LIMIT_S = float(os.environ.get('RDT_TEST_HARD_LIMIT_S', '420'))
+#: Seconds beyond the test's own pytest-timeout (pytest.ini or @pytest.mark.timeout) before
+#: the watchdog ends the run.
+HARD_MARGIN_S = float(os.environ.get('RDT_TEST_HARD_MARGIN_S', '120'))
 _real_stderr = None
 
 
@@ -37,7 +39,11 @@ def pytest_configure(config) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    faulthandler.dump_traceback_later(HARD_LIMIT_S, exit=True, file=_real_stderr or sys.stderr)
+    marker = item.get_closest_marker('timeout')
+    limit = float(marker.args[0]) if marker and marker.args else \
+        float(item.config.getini('timeout') or 300)
+    faulthandler.dump_traceback_later(limit + HARD_MARGIN_S, exit=True,
+                                      file=_real_stderr or sys.stderr)
     try:
         yield
     finally:
