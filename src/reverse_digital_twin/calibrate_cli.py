@@ -132,7 +132,8 @@ def fit(args: argparse.Namespace, recording_path: Path) -> int:
     for note in result.notes:
         print(f'note: {note}')
     print(f'\nrdt calibrate: fitted in {fitted.wall_time:.1f} s ({result.evaluations} replays); '
-          f'proposed divergence threshold {result.threshold * 1e3:.1f} mrad\n'
+          f'proposed divergence threshold {result.threshold * 1e3:.1f} mrad, time slack '
+          f'{result.time_slack * 1e3:.0f} ms\n'
           f'rdt calibrate: wrote {fitted.output} and {fitted.plot}; use it with '
           f'`rdt up --calibration {fitted.output}`')
     return EXIT_OK
@@ -196,7 +197,8 @@ def fit_recording(recording_path: Path, robot: str = 'rdt_arm6', workers: int = 
         else:
             uncertainty[head] = e.uncertainty
     calibration = Calibration(
-        hardware=result.model, divergence_threshold=result.threshold, robot=robot,
+        hardware=result.model, divergence_threshold=result.threshold,
+        divergence_time_slack=result.time_slack, robot=robot,
         recording=str(recording_path.resolve()), uncertainty=uncertainty,
         residual_rms_before=dict(zip(recording.joints, result.rms_before.tolist())),
         residual_rms_after=dict(zip(recording.joints, result.rms_after.tolist())),

@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                     help='a calibration written by `rdt calibrate`: the twin\'s world takes its '
                     'payload, damping and friction, the predictions its whole hardware model '
                     '(also latency and encoder offsets), the bridge its divergence threshold '
-                    '(unless -p bridge:divergence_threshold:=... is given); the stand-in never')
+                    'and time slack (unless -p bridge:divergence_threshold:=... etc. is given); '
+                    'the stand-in never')
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser('demo', help="the twin's story: an unsafe goal refused, a safe one in "
                           'sim then on the stand-in in shadow mode, a divergence stopping it '

@@ -23,6 +23,7 @@ from tests.integration.conftest import Twin
 pytestmark = pytest.mark.integration
 OFFSETS = {'shoulder_pan_joint': 0.01, 'elbow_joint': -0.008}  # within the goal tolerance
 THRESHOLD = 0.007
+SLACK = 0.03
 
 
 def write_calibration(path: Path, threshold=THRESHOLD) -> Path:
@@ -31,7 +32,7 @@ def write_calibration(path: Path, threshold=THRESHOLD) -> Path:
         'hardware': {'payload_mass': 0.3, 'command_latency': 0.012, 'joint_offsets': OFFSETS,
                      'joint_damping': {'shoulder_pan_joint': 0.05},
                      'joint_friction': {'wrist_1_joint': 0.2}},
-        'divergence_threshold': threshold}}))
+        'divergence_threshold': threshold, 'divergence_time_slack': SLACK}}))
     return path
 
 
@@ -51,8 +52,9 @@ def test_the_twins_nodes_report_the_file_and_the_bridge_its_threshold(calibrated
     for node in (names.sim_node, names.planner, names.bridge):
         got = calibrated.commander.get_parameters(node, [CALIBRATION_PARAMETER])
         assert got == {CALIBRATION_PARAMETER: path}, node
-    got = calibrated.commander.get_parameters(names.bridge, ['divergence_threshold'])
-    assert got == {'divergence_threshold': THRESHOLD}
+    got = calibrated.commander.get_parameters(names.bridge, ['divergence_threshold',
+                                                             'divergence_time_slack'])
+    assert got == {'divergence_threshold': THRESHOLD, 'divergence_time_slack': SLACK}
 
 
 def test_a_prediction_reports_the_encoder_offsets(calibrated):

@@ -151,3 +151,15 @@ def test_prediction_deadline_scales_with_the_goal_and_is_capped() -> None:
     assert prediction_deadline(4.0, 0.0, 1.0, 10.0, 5.0, 600.0) == 11.0
     assert prediction_deadline(900.0, 0.5, 1.0, 10.0, 5.0, 600.0) == 10.0 + 901.5 / 5.0
     assert prediction_deadline(1e6, 0.0, 1.0, 10.0, 5.0, 600.0) == 600.0
+
+
+def test_one_time_shift_for_all_joints_a_lagging_joint_is_not_excused():
+    """The slack excuses a robot that is late, not one joint falling behind the others (a
+    payload pulling it down) while the rest keep time."""
+    times = np.linspace(0.0, 2.0, 201)
+    positions = np.stack([times, times], axis=1)  # both joints at 1 rad/s
+    monitor = DivergenceMonitor(['a', 'b'], times, positions, threshold=0.05, time_slack=0.1)
+    assert monitor.check(1.0, [1.0 - 0.08, 1.0 - 0.08]) is None  # the whole robot 80 ms late
+    event = monitor.check(1.0, [1.0, 1.0 - 0.15])  # joint b alone 150 ms behind
+    assert event is not None and event.joint == 'b'
+    assert event.error == pytest.approx(-0.075, abs=0.002)  # the shift splits the difference

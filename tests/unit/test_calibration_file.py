@@ -43,6 +43,21 @@ def test_a_valid_file_loads_the_hardware_model_and_the_threshold(tmp_path):
     assert Calibration.load(saved, JOINTS).hardware == calibration.hardware
 
 
+def test_the_time_slack_is_optional_and_checked(tmp_path):
+    assert Calibration.load(write(tmp_path, calibration_data()), JOINTS) \
+        .divergence_time_slack is None  # the bridge keeps its own default
+    calibration = Calibration.load(write(tmp_path, calibration_data(
+        divergence_time_slack=0.025)), JOINTS)
+    assert calibration.divergence_time_slack == 0.025
+    again = Calibration.load(calibration.save(tmp_path / 'again.yaml'), JOINTS)
+    assert again.divergence_time_slack == 0.025
+    for bad in (-0.01, 2.0, 'fast', True):
+        with pytest.raises(ConfigError, match=r'divergence_time_slack must be a number of s in '
+                           rf'\[0, 1\], got {bad!r}'.replace('(', r'\(')):
+            Calibration.load(write(tmp_path, calibration_data(divergence_time_slack=bad)),
+                             JOINTS)
+
+
 def test_a_missing_file_says_how_to_make_one(tmp_path):
     with pytest.raises(ConfigError) as error:
         Calibration.load(tmp_path / 'nowhere.yaml', JOINTS)

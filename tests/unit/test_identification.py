@@ -96,11 +96,18 @@ def test_identifies_latency_and_offsets_of_a_hidden_hardware(arm, tmp_path: Path
     before, after = evaluate(held_out, rollouts, [Perturbation(), result.model])
     assert after.max() < 0.35e-3 and before.max() > 5 * after.max()
     # the calibration file round trip
-    path = Calibration(result.model, result.threshold, robot='rdt_arm6').save(
+    path = Calibration(result.model, result.threshold, robot='rdt_arm6',
+                       divergence_time_slack=result.time_slack).save(
         tmp_path / 'calibration.yaml')
     loaded = Calibration.load(path, joints)
     assert loaded.hardware.command_latency == pytest.approx(latency.value)
     assert loaded.divergence_threshold == pytest.approx(result.threshold)
+    # the watch it proposes: twice the worst residual (>= 5 mrad); two 10 ms control periods
+    # plus three standard deviations of the latency, in whole ms
+    worst = max(float(np.abs(r).max()) for r in result.residuals_after)
+    assert 0.005 <= result.threshold <= max(0.005, 2 * worst + 1e-9)
+    assert 0.020 <= result.time_slack <= 0.020 + 3 * latency.uncertainty + 0.001
+    assert loaded.divergence_time_slack == pytest.approx(result.time_slack)
 
 
 def test_a_recording_without_motion_is_refused(arm):

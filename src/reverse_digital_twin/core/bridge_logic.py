@@ -245,9 +245,16 @@ class DivergenceEvent:
 class DivergenceMonitor:
     """Compares measured joint positions with the predicted trajectory, time-aligned.
 
-    ``time_slack`` absorbs latency between the bridge and the hardware: the error of a joint is
-    its smallest distance to the prediction within ±slack of the measurement's time.
+    ``time_slack`` absorbs what is left of the time misalignment between the prediction and the
+    hardware (the control cycle the hardware started the goal in, its command latency where the
+    twin does not know it): the error is taken at the one time shift within ±slack that fits
+    all joints best. One shift for all joints, because a late robot is late in every joint:
+    a joint that falls behind while the others keep time (a payload pulling it down) is not
+    excused by the slack.
     """
+
+    #: The shifts tried within ±slack are this far apart (s).
+    SHIFT_STEP = 0.001
 
     def __init__(self, joints: Sequence[str], times: np.ndarray, positions: np.ndarray,
                  threshold: float, time_slack: float = 0.1) -> None:
@@ -257,26 +264,26 @@ class DivergenceMonitor:
         self.times = np.asarray(times, float)
         self.positions = np.asarray(positions, float)
         self.threshold = threshold
-        self.time_slack = time_slack
+        self.time_slack = max(0.0, float(time_slack))
+        steps = int(math.ceil(self.time_slack / self.SHIFT_STEP))
+        self._shifts = np.linspace(-self.time_slack, self.time_slack, 2 * steps + 1)
         self.max_error = 0.0
+        self.max_error_at: tuple[str, float] = ('', 0.0)  # (joint, time into the goal)
 
-    def predicted_at(self, t: float) -> np.ndarray:
-        return np.array([np.interp(t, self.times, self.positions[:, j])
-                         for j in range(self.positions.shape[1])])
+    def predicted_at(self, t: float | np.ndarray) -> np.ndarray:
+        """The predicted positions at time t (one row per time when t is an array)."""
+        ts = np.clip(np.atleast_1d(np.asarray(t, float)), self.times[0], self.times[-1])
+        rows = np.stack([np.interp(ts, self.times, self.positions[:, j])
+                         for j in range(self.positions.shape[1])], axis=1)
+        return rows if np.ndim(t) else rows[0]
 
     def check(self, t: float, measured: Sequence[float]) -> DivergenceEvent | None:
         measured = np.asarray(measured, float)
-        lo, hi = t - self.time_slack, t + self.time_slack
-        window = (self.times >= lo) & (self.times <= hi)
-        candidates = [self.predicted_at(min(max(lo, self.times[0]), self.times[-1])),
-                      self.predicted_at(min(max(hi, self.times[0]), self.times[-1]))]
-        if window.any():
-            candidates.extend(self.positions[window])
-        stacked = np.vstack(candidates)
-        errors = measured[None, :] - stacked
-        best = errors[np.argmin(np.abs(errors), axis=0), np.arange(len(measured))]
+        errors = measured[None, :] - self.predicted_at(t + self._shifts)
+        best = errors[int(np.argmin(np.abs(errors).max(axis=1)))]
         worst = int(np.argmax(np.abs(best)))
-        self.max_error = max(self.max_error, float(abs(best[worst])))
+        if abs(best[worst]) > self.max_error:
+            self.max_error, self.max_error_at = float(abs(best[worst])), (self.joints[worst], t)
         if abs(best[worst]) > self.threshold:
             return DivergenceEvent(self.joints[worst], float(best[worst]), self.threshold, t,
                                    measured, self.predicted_at(t))

@@ -5,7 +5,7 @@ as YAML. The twin's sim node, the planner and the bridge each read it through on
 ``calibration_file``: the sim node and the planner's predictions take the hardware model (a
 :class:`~reverse_digital_twin.core.perturbation.Perturbation`: payload, extra damping and
 friction per joint, command latency, encoder offsets), the bridge the proposed divergence
-threshold. The file format::
+threshold and time slack. The file format::
 
     calibration:
       robot: rdt_arm6
@@ -22,6 +22,8 @@ threshold. The file format::
       residual_rms_before: {elbow_joint: 0.0021}    # rad per joint, nominal twin
       residual_rms_after: {elbow_joint: 0.0002}     # rad per joint, calibrated twin
       divergence_threshold: 0.006    # rad, proposed from the residuals
+      divergence_time_slack: 0.02    # s, proposed from the control period and the latency's
+                                     # uncertainty (optional: the bridge's default without it)
 
 No rclpy here.
 """
@@ -42,7 +44,7 @@ from reverse_digital_twin.core.perturbation import Perturbation
 _HARDWARE_KEYS = ('payload_mass', 'payload_link', 'command_latency', 'joint_offsets',
                   'joint_damping', 'joint_friction')
 _KEYS = ('robot', 'recording', 'created', 'hardware', 'uncertainty', 'residual_rms_before',
-         'residual_rms_after', 'divergence_threshold', 'notes')
+         'residual_rms_after', 'divergence_threshold', 'divergence_time_slack', 'notes')
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Calibration:
     residual_rms_before: Mapping[str, float] = field(default_factory=dict)  # joint -> rad
     residual_rms_after: Mapping[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what could not be identified, and what was kept instead
+    divergence_time_slack: float | None = None  # s; None: the bridge keeps its own default
 
     def to_dict(self) -> dict[str, Any]:
         h = self.hardware
@@ -75,6 +78,8 @@ class Calibration:
             'residual_rms_before': {j: float(v) for j, v in self.residual_rms_before.items()},
             'residual_rms_after': {j: float(v) for j, v in self.residual_rms_after.items()},
             'divergence_threshold': float(self.divergence_threshold),
+            **({} if self.divergence_time_slack is None
+               else {'divergence_time_slack': float(self.divergence_time_slack)}),
             'notes': list(self.notes)}}
 
     def save(self, path: str | Path) -> Path:
@@ -128,6 +133,11 @@ class Calibration:
                 or not (math.isfinite(threshold) and threshold > 0):
             raise ConfigError(f'calibration file {path}: divergence_threshold must be a '
                               f'number of rad > 0, got {threshold!r}')
+        slack = body.get('divergence_time_slack')
+        if slack is not None and (isinstance(slack, bool) or not isinstance(slack, (int, float))
+                                  or not (math.isfinite(slack) and 0 <= slack <= 1.0)):
+            raise ConfigError(f'calibration file {path}: divergence_time_slack must be a '
+                              f'number of s in [0, 1], got {slack!r}')
         notes = body.get('notes') or []
         return Calibration(
             hardware=model, divergence_threshold=float(threshold),
@@ -135,7 +145,8 @@ class Calibration:
             created=str(body.get('created', '')), uncertainty=body.get('uncertainty') or {},
             residual_rms_before=_joint_map(body, 'residual_rms_before', path),
             residual_rms_after=_joint_map(body, 'residual_rms_after', path),
-            notes=tuple(str(n) for n in notes))
+            notes=tuple(str(n) for n in notes),
+            divergence_time_slack=None if slack is None else float(slack))
 
 
 def _joint_map(body: Mapping[str, Any], key: str, path: Path) -> dict[str, float]:

@@ -42,9 +42,14 @@ MIN_MOTION_TIME = 2.0
 SETTLE_TIME = 0.05
 #: The proposed divergence threshold: this many times the largest error of the calibrated
 #: twin anywhere in the recording (so nothing the healthy arm did there would have tripped
-#: it), but never below FLOOR.
-THRESHOLD_FACTOR = 1.5
-THRESHOLD_FLOOR = 0.003  # rad
+#: it; twice, because the watch compares with a prediction made before the motion, from a
+#: measured start and with the start time known to within the slack), but never below FLOOR.
+THRESHOLD_FACTOR = 2.0
+THRESHOLD_FLOOR = 0.005  # rad
+#: The proposed time slack: this many control periods (the cycle the hardware's controller
+#: takes a goal up in is not known in advance) plus three standard deviations of the fitted
+#: latency.
+SLACK_CYCLES = 2.0
 #: Latencies tried before the fit (s): a control cycle or two at the usual 100-1000 Hz.
 LATENCY_GRID = (0.0, 0.004, 0.008, 0.012, 0.016, 0.02, 0.03, 0.04, 0.06, 0.08)
 
@@ -248,6 +253,7 @@ class IdentificationResult:
     rms_after: np.ndarray
     noise: np.ndarray  # (n,) rad, residual std after the fit: the measurement noise floor
     threshold: float  # rad, proposed divergence threshold
+    time_slack: float  # s, proposed divergence time slack
     evaluations: int
     wall_time: float
     notes: list[str] = field(default_factory=list)
@@ -493,10 +499,12 @@ def identify(recording: Recording, rollouts: Rollouts, nominal: Perturbation | N
                       for k in range(len(joints))])
     threshold = max(THRESHOLD_FLOOR, THRESHOLD_FACTOR * float(
         np.max([np.max(np.abs(r[w > 0])) for r, w in zip(after_res, weights)])))
+    period = float(np.median(np.diff(recording.commands.times)))
+    time_slack = math.ceil((SLACK_CYCLES * period + 3.0 * latency_std) * 1e3) / 1e3
     say(f'calibrated twin: RMS error {_mrad(rms_after)} mrad per joint; proposed divergence '
-        f'threshold {threshold * 1e3:.1f} mrad')
+        f'threshold {threshold * 1e3:.1f} mrad, time slack {time_slack * 1e3:.0f} ms')
     return IdentificationResult(fitted, estimates, rms_before, rms_after, noise, threshold,
-                                evaluations, time.perf_counter() - wall0, notes,
+                                time_slack, evaluations, time.perf_counter() - wall0, notes,
                                 before_res, after_res)
 
 

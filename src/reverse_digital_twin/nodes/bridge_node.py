@@ -53,6 +53,9 @@ _NAMES = TwinNames()
 DEFAULT_SETTLING = 1.0
 #: rad: the divergence threshold without a calibration or an explicit value.
 DEFAULT_DIVERGENCE_THRESHOLD = 0.05
+#: s: the time slack of the divergence watch, likewise (an uncalibrated twin does not know the
+#: hardware's command latency).
+DEFAULT_DIVERGENCE_TIME_SLACK = 0.1
 #: s: a first prediction unanswered this long is requested once more (see _predict)
 FIRST_ANSWER_WAIT = 2.0
 #: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
@@ -88,6 +91,7 @@ class Screening:
     verdict: Verdict | None = None
     read_at: float = 0.0  # steady time the start delay was read
     origin: float = 0.0  # steady time of the prediction's t = 0 (its start state's arrival)
+    origin_stamp: float = 0.0  # the same in the target's clock (its start state's stamp)
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Execution:
     superseded: object | None = None  # the preempted goal's target goal, until this one runs
     forwarded: float = 0.0  # steady time the goal was sent to the target (watchdogs start)
     started: float = 0.0  # steady time the target accepted it
+    started_stamp: float = 0.0  # the same in the target's clock (0: unknown)
     timeout: float = math.inf
     divergence: DivergenceMonitor | None = None
     stop_target: bool = True  # on an early end, cancel the target's goal (it then holds)
@@ -110,11 +115,19 @@ class Execution:
     def verdict(self) -> Verdict | None:
         return self.screening.verdict
 
-    def prediction_time(self, now: float) -> float:
-        """Time into the prediction (its t = 0 is its start state) for a steady time."""
-        if self.screening.start is not None and self.screening.start.stamped:
-            return now - self.screening.origin
-        return now - self.started
+    def prediction_time(self, now: float, stamp: float = 0.0) -> float:
+        """Time into the prediction (its t = 0 is its start state) of a measurement.
+
+        On the target's own clock when the measurement is stamped (``stamp``): the arrival
+        times of joint states jitter with DDS and the bridge's scheduling, their stamps do not.
+        Otherwise on the bridge's steady clock (``now``, the arrival).
+        """
+        stamped_goal = self.screening.start is not None and self.screening.start.stamped
+        if stamp > 0.0:
+            origin = self.screening.origin_stamp if stamped_goal else self.started_stamp
+            if origin > 0.0:
+                return stamp - origin
+        return now - (self.screening.origin if stamped_goal else self.started)
 
 
 class Bridge(Node):
@@ -145,8 +158,8 @@ class Bridge(Node):
         # given explicitly (robot YAML, -p, launch, ros2 param set) still wins, as for any
         # other default.
         calibration = declare_calibration(
-            self, None, 'its divergence_threshold becomes the default of divergence_threshold '
-            '(a value given explicitly wins)')
+            self, None, 'its divergence_threshold and divergence_time_slack become the defaults '
+            'of these parameters (a value given explicitly wins)')
         default_threshold = DEFAULT_DIVERGENCE_THRESHOLD if calibration is None \
             else calibration.divergence_threshold
         self.divergence_threshold = float(declare(
@@ -154,9 +167,14 @@ class Bridge(Node):
             'Shadow mode: max |measured - predicted| (rad) before the hardware is stopped '
             f'(default: the calibration\'s when calibration_file is set, else '
             f'{DEFAULT_DIVERGENCE_THRESHOLD:g})'))
+        default_slack = DEFAULT_DIVERGENCE_TIME_SLACK \
+            if calibration is None or calibration.divergence_time_slack is None \
+            else calibration.divergence_time_slack
         self.divergence_time_slack = float(declare(
-            self, 'divergence_time_slack', 0.1,
-            'Shadow mode: time misalignment (s) tolerated between measurement and prediction'))
+            self, 'divergence_time_slack', default_slack,
+            'Shadow mode: time misalignment (s) tolerated between measurement and prediction, '
+            'one shift for all joints (default: the calibration\'s when calibration_file sets '
+            f'one, else {DEFAULT_DIVERGENCE_TIME_SLACK:g})'))
         self.timeout_scale = float(declare(self, 'execution_timeout_scale', 1.1,
                                            'Result deadline = scale x duration + margin', True))
         self.timeout_margin = float(declare(self, 'execution_timeout_margin', 0.5,
@@ -252,7 +270,8 @@ class Bridge(Node):
                      f'{calibration.divergence_threshold:g} rad'
             self.get_logger().info(
                 f'calibration {self.get_parameter(CALIBRATION_PARAMETER).value}: divergence '
-                f'threshold {self.divergence_threshold:g} rad ({source})')
+                f'threshold {self.divergence_threshold:g} rad ({source}), time slack '
+                f'{self.divergence_time_slack:g} s')
 
     def start(self) -> None:
         """Start relaying joint states (the node is fully configured by now)."""
@@ -450,6 +469,7 @@ class Bridge(Node):
         if link.joint_states is not None:
             query.start_state = link.joint_states  # the forked world starts where the target is
             screening.origin = link.arrival
+            screening.origin_stamp = seconds(link.joint_states.header.stamp)
         duration = seconds(trajectory.points[-1].time_from_start) if trajectory.points else 0.0
         settling = seconds(query.goal_time_tolerance) or DEFAULT_SETTLING
         timeout = prediction_deadline(duration, screening.start.delay if screening.start
@@ -595,6 +615,10 @@ class Bridge(Node):
             return
         execution.target_goal = goal_handle
         execution.started = self._now()
+        # The controller took the goal between sending and the answer: the midpoint, in the
+        # target's clock, is the prediction's t = 0 for a goal that starts on arrival.
+        execution.started_stamp = link.clock_at(
+            0.5 * (execution.forwarded + execution.started)) or 0.0
         if execution.target is Target.SHADOW and verdict is not None \
                 and verdict.predicted_trajectory.points:
             pt = verdict.predicted_trajectory
@@ -628,6 +652,13 @@ class Bridge(Node):
         outcome = record.outcome
         if outcome is not None and outcome.status is not GoalStatus.SUCCEEDED:
             self.get_logger().error(f'goal {outcome.status.value}: {outcome.error_string}')
+        if execution.divergence is not None:  # the margin the watch had, to tune it by
+            monitor = execution.divergence
+            self.get_logger().info(
+                f'shadow goal ended: largest divergence {monitor.max_error * 1e3:.2f} mrad '
+                f'(joint {monitor.max_error_at[0]} at {monitor.max_error_at[1]:.2f} s) '
+                f'(threshold {monitor.threshold * 1e3:.2f} mrad, time slack '
+                f'{monitor.time_slack * 1e3:.0f} ms)')
         if self.goals.active is None and self.switch.goal_active:
             self.switch.goal_active = False
             self._publish_status(f'goal {outcome.status.value if outcome else "ended"}')
@@ -677,7 +708,7 @@ class Bridge(Node):
         measured = self._measured(execution.link, monitor.joints)
         if measured is None:
             return
-        t = execution.prediction_time(now)
+        t = execution.prediction_time(now, seconds(msg.header.stamp))
         predicted = JointState(name=monitor.joints,
                                position=monitor.predicted_at(t).tolist())
         predicted.header.stamp = msg.header.stamp

@@ -32,9 +32,16 @@ class StandinRobot(SimNode):
     """A sim node that plays the hardware: perturbed physics and sensors, wall-clock stamps."""
 
     PUBLISH_CLOCK = False
-    # Its states are stamped on the paced timeline (stamp_time): a lag is a delay of the stamps,
-    # and the controller reads a jump of more than 0.5 s in them as a lost connection
-    MAX_LAG = 0.1
+    # Its states are stamped on the paced timeline (stamp_time), so a physics thread that fell
+    # behind (machine busy) runs on late without a timing error: its states arrive late,
+    # stamped right, and each step still waits for its command. Skipping the lost time instead
+    # is a jump of the arm's clock that no real arm makes: in motion the controller's reference
+    # jumps ahead and the twin sees a divergence of speed x jump. So lost time is skipped only
+    # at rest (holding, the reference does not move), in jumps the controller does not read
+    # as a lost connection (0.5 s), and in motion only after a stall of MAX_LAG.
+    MAX_LAG = 2.0
+    REST_LAG = 0.02
+    MAX_SKIP = 0.4
     TAKES_CALIBRATION = False  # it is the hardware: calibration_file is refused
 
     def __init__(self, **kwargs) -> None:
@@ -46,6 +53,8 @@ class StandinRobot(SimNode):
         self._waited = -1.0  # ... and of the newest one waited for
         self._last_command_wall = -1e9  # monotonic s of the last command
         self._wall_minus_monotonic = 0.0
+        self._last_applied: tuple = ()
+        self._rest_cycles = 0  # commands in a row that held the arm still
         self._lock = threading.Lock()
         super().__init__('standin_robot', **kwargs)
         self.add_on_set_parameters_callback(self._on_set_perturbation)
@@ -69,7 +78,7 @@ class StandinRobot(SimNode):
                 key = f'{PREFIX}{group}.{joint}'
                 values[key] = declare(self, key, 0.0, f'{text} of {joint}', read_only=True)
         self.command_wait = float(declare(
-            self, 'command_wait', 0.05,
+            self, 'command_wait', 0.2,
             'Longest wait (wall s) for a late command answering a measurement, while the '
             'controller is sending: a real-time loop never moves on without it', read_only=True))
         self.perturbation = Perturbation.from_parameters(values, PREFIX)
@@ -158,13 +167,29 @@ class StandinRobot(SimNode):
             if late:
                 self._waited = owed
                 with self._command_ready:
-                    self._command_ready.wait_for(lambda: self._answered >= owed or
-                                                 not self._running, self.command_wait)
+                    answered = self._command_ready.wait_for(
+                        lambda: self._answered >= owed or not self._running, self.command_wait)
+                if not answered:
+                    self.get_logger().warning(
+                        f'no command within command_wait ({self.command_wait:g} s) for the '
+                        f'state measured at {owed:.3f} s: moving on with the last one',
+                        throttle_duration_sec=1.0)
             with self._lock:
                 due = self.delay.pop_due(self.world.time)
             if due is not None:
                 self.apply_joint_command(due)
+                self._note_command(due)
             self.world.step(1)
+
+    def at_rest(self) -> bool:
+        """Holding still: the last two commands applied were the same, with no velocity."""
+        return self._rest_cycles >= 2
+
+    def _note_command(self, msg: JointState) -> None:
+        key = (tuple(msg.position), tuple(msg.velocity), tuple(msg.effort))
+        still = not any(abs(v) > 1e-9 for v in msg.velocity)
+        self._rest_cycles = self._rest_cycles + 1 if still and key == self._last_applied else 0
+        self._last_applied = key
 
     def _on_set_perturbation(self, params: list[Parameter]) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name.startswith(PREFIX)}
