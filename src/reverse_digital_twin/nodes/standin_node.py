@@ -34,14 +34,14 @@ class StandinRobot(SimNode):
     PUBLISH_CLOCK = False
     # Its states are stamped on the paced timeline (stamp_time), so a physics thread that fell
     # behind (machine busy) runs on late without a timing error: its states arrive late,
-    # stamped right, and each step still waits for its command. Skipping the lost time instead
-    # is a jump of the arm's clock that no real arm makes: in motion the controller's reference
-    # jumps ahead and the twin sees a divergence of speed x jump. So lost time is skipped only
-    # at rest (holding, the reference does not move), in jumps the controller does not read
-    # as a lost connection (0.5 s), and in motion only after a stall of MAX_LAG.
-    MAX_LAG = 2.0
-    REST_LAG = 0.02
-    MAX_SKIP = 0.4
+    # stamped right, and each step in motion still waits for its command. At rest it may run
+    # one control cycle ahead of the controller's answers (the command holds anyway; a goal's
+    # first command, if late, starts the motion at most a cycle late), so it catches up
+    # there. Skipping the lost time instead is a jump of the arm's
+    # clock that no real arm makes (the controller's reference jumps ahead: the twin sees a
+    # divergence of speed x jump), left for stalls of MAX_LAG, below the 0.5 s jump in the
+    # stamps that the controller reads as a lost connection.
+    MAX_LAG = 0.4
     TAKES_CALIBRATION = False  # it is the hardware: calibration_file is refused
 
     def __init__(self, **kwargs) -> None:
@@ -162,13 +162,15 @@ class StandinRobot(SimNode):
                 # the newest measurement whose answer is due by now
                 k = bisect.bisect_right(self._measured_times, t + 1e-9 - latency)
                 owed = self._measured_times[k - 1] if k else None
-                late = owed is not None and owed > self._answered and owed > self._waited \
-                    and time.monotonic() - self._last_command_wall < 0.5
+                ahead = self.steps_per_cycle / self.physics_rate if self.at_rest() else 0.0
+                late = owed is not None and owed > self._answered + ahead + 1e-9 \
+                    and owed > self._waited and time.monotonic() - self._last_command_wall < 0.5
             if late:
                 self._waited = owed
                 with self._command_ready:
                     answered = self._command_ready.wait_for(
-                        lambda: self._answered >= owed or not self._running, self.command_wait)
+                        lambda: self._answered + ahead >= owed - 1e-9 or not self._running,
+                        self.command_wait)
                 if not answered:
                     self.get_logger().warning(
                         f'no command within command_wait ({self.command_wait:g} s) for the '
@@ -182,7 +184,8 @@ class StandinRobot(SimNode):
             self.world.step(1)
 
     def at_rest(self) -> bool:
-        """Holding still: the last two commands applied were the same, with no velocity."""
+        """Holding still: the last two commands applied were the same, with no velocity (a
+        step then need not wait for the command answering its measurement)."""
         return self._rest_cycles >= 2
 
     def _note_command(self, msg: JointState) -> None:
