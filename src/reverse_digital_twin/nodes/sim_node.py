@@ -48,6 +48,7 @@ class SimNode(Node):
 
     PUBLISH_CLOCK = True  # the twin owns simulated time
     MAX_LAG = 0.5  # s behind the pace before the physics gives up catching up (see _pace)
+    MAX_SKIP = math.inf  # s of lost time skipped at once
     #: The twin takes a calibration's hardware model (``calibration_file``); the stand-in,
     #: which plays the hardware itself, refuses one.
     TAKES_CALIBRATION = True
@@ -274,10 +275,11 @@ class SimNode(Node):
         if delay > 0:
             time.sleep(delay)
         elif delay < -self.MAX_LAG:  # fell far behind (machine busy): no catching up in a burst
-            self._pace_origin = (wall, self.world.time)
+            skipped = min(-delay, self.MAX_SKIP)
+            self._pace_origin = (wall0 + skipped, sim0)
             self.get_logger().warning(
-                f'physics fell {-delay:.3f} s behind real time (the machine is busy): the lost '
-                'time is skipped', throttle_duration_sec=1.0)
+                f'physics fell {-delay:.3f} s behind real time (the machine is busy): '
+                f'{skipped:.3f} s of it skipped', throttle_duration_sec=1.0)
 
     def stamp_time(self, sim_time: float) -> float:
         """The time stamped on states: simulated time here (the stand-in uses wall time)."""
