@@ -105,6 +105,8 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
 
 
 STANDIN_NODE = 'standin_robot'
+#: Niceness of the stand-in hardware's processes (its physics loop and its controller).
+HARDWARE_NICENESS = -10
 PLANNER_NODE = 'planner'
 BRIDGE_EXECUTABLE = 'bridge'
 TWIN_NAMESPACE = 'sim'
@@ -288,11 +290,15 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
         hw_joint_states = f'/{HARDWARE_NAMESPACE}/joint_states'
         specs += [
+            # the hardware's loop (stand-in and its controller) at a raised priority, as a
+            # real driver's: the twin's side may wait on a busy machine, the arm may not
             NodeSpec(STANDIN_NODE, 'standin_robot', f'{PACKAGE}.nodes.standin_node',
-                     HARDWARE_NAMESPACE, (config,), dict(overrides.get(STANDIN_NODE, {}))),
+                     HARDWARE_NAMESPACE, (config,),
+                     {'niceness': HARDWARE_NICENESS, **overrides.get(STANDIN_NODE, {})}),
             NodeSpec(CONTROLLER_NODE, 'emulated_controller',
                      f'{PACKAGE}.nodes.emulated_controller_node', HARDWARE_NAMESPACE, (config,),
-                     {'use_sim_time': False, **overrides.get('hardware_controller', {})}),
+                     {'use_sim_time': False, 'niceness': HARDWARE_NICENESS,
+                      **overrides.get('hardware_controller', {})}),
         ]
     elif hardware:
         if not hardware.startswith('/'):

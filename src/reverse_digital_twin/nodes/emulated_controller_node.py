@@ -38,7 +38,7 @@ from reverse_digital_twin.core.trajectory import JointSample
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, PHYSICS_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, point_msg, seconds
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, to_time
-from reverse_digital_twin.nodes.ros_common import tolerance_requests
+from reverse_digital_twin.nodes.ros_common import declare_niceness, tolerance_requests
 
 
 @dataclass
@@ -67,6 +67,7 @@ class EmulatedController(Node):
         for name, (default, text) in {**CONTROLLER_PARAMETERS,
                                       **joint_parameters(self.joints)}.items():
             declared[name] = declare(self, name, default, text, read_only=True)
+        declare_niceness(self)
         check_unknown_parameters(self)
         self.command_interfaces = tuple(declared['command_interfaces'])
         self.state_interfaces = tuple(declared['state_interfaces'])

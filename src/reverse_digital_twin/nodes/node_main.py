@@ -10,6 +10,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.nodes.ros_common import apply_niceness
 
 #: Exit code of a node that refused its configuration (the runner reports it as such).
 EXIT_CONFIG_ERROR = 2
@@ -30,6 +31,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             start = getattr(node, 'start', None)
             if start is not None:  # threads and processes start once the node is configured
                 start()
+            apply_niceness(node)  # every thread runs by now
         except ConfigError as exc:
             print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
             return EXIT_CONFIG_ERROR

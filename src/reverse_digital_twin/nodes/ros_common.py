@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,42 @@ def declare(node: Node, name: str, default: Any, description: str,
     """Declare a parameter with a description and return its value."""
     return node.declare_parameter(
         name, default, ParameterDescriptor(description=description, read_only=read_only)).value
+
+
+def declare_niceness(node: Node) -> int:
+    """The ``niceness`` parameter, applied by the node's main once its threads run."""
+    return int(declare(
+        node, 'niceness', 0, 'Scheduling niceness of the node\'s process, -20..19 (below 0 '
+        'needs root or CAP_SYS_NICE, else a warning): a hardware control loop runs at a raised '
+        'priority, as ros2_control\'s controller manager runs its loop at thread_priority',
+        read_only=True))
+
+
+def apply_niceness(node: Node) -> None:
+    """Give every thread of this process the node's ``niceness`` (threads started later
+    inherit it from the thread that starts them). Not permitted: a warning, and normal
+    priority, as ros2_control does when it may not use a real-time scheduler."""
+    if not node.has_parameter('niceness'):
+        return
+    value = int(node.get_parameter('niceness').value)
+    if value == 0:
+        return
+    try:
+        threads = [int(t) for t in os.listdir('/proc/self/task')]
+    except OSError:  # not Linux: the process's own niceness only
+        threads = [0]
+    try:
+        for tid in threads:
+            os.setpriority(os.PRIO_PROCESS, tid, value)
+    except PermissionError:
+        node.get_logger().warning(
+            f'niceness {value} not permitted (needs root or CAP_SYS_NICE): running at normal '
+            'priority, so a busy machine may delay this control loop')
+        return
+    except (OSError, ValueError) as exc:
+        node.get_logger().warning(f'niceness {value} not applied: {exc}')
+        return
+    node.get_logger().info(f'running at niceness {value} ({len(threads)} threads)')
 
 
 _IMPLICIT_PARAMETERS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')

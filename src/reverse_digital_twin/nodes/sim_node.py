@@ -35,6 +35,7 @@ from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare
 from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
+from reverse_digital_twin.nodes.ros_common import declare_niceness
 from reverse_digital_twin.nodes.ros_common import to_time
 from reverse_digital_twin.ros_params import node_parameters
 
@@ -104,6 +105,7 @@ class SimNode(Node):
                    for j in self.joints}
         self.calibration = self._declare_calibration()
         self.declare_extra_parameters()
+        declare_niceness(self)
         check_unknown_parameters(self)
         self.world = PhysicsWorld(self.model, str(urdf_path), self.scene, self.physics_rate,
                                   motors, initial)
