@@ -270,23 +270,3 @@ def test_calibration_finds_the_standins_hidden_latency_and_offset(fresh, tmp_pat
     assert after.mean() < 1e-3 and before.mean() > 2 * after.mean(), (before, after)
     assert fitted.output.is_file() and fitted.plot.is_file()
     assert twin.commander.status().active_target == 'sim'  # the bridge's target restored
-
-
-def test_the_hardware_loop_runs_at_raised_priority(twin):
-    """Stand-in and its controller at niceness -10, every thread (the physics loop included);
-    without the privilege, normal priority and a warning in their log."""
-    import os  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-    from reverse_digital_twin.stack import HARDWARE_NICENESS  # noqa: PLC0415
-    hardware = [p for p in twin.stack.processes if p.name.startswith('/hw/')]
-    assert {p.name for p in hardware} == {'/hw/standin_robot', '/hw/joint_trajectory_controller'}
-    for process in hardware:
-        pid = process.popen.pid
-        niceness = {os.getpriority(os.PRIO_PROCESS, int(tid))
-                    for tid in os.listdir(f'/proc/{pid}/task')}
-        if os.geteuid() == 0:
-            assert niceness == {HARDWARE_NICENESS}, (process.name, niceness)
-        else:
-            assert wait_for(lambda: 'not permitted' in Path(twin.log.name).read_text(), 5)
-    twin_side = twin.stack.process('pybullet_sim').popen.pid
-    assert os.getpriority(os.PRIO_PROCESS, twin_side) == 0

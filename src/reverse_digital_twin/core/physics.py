@@ -13,6 +13,7 @@ ignores them otherwise.
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,7 +87,13 @@ class PhysicsWorld:
         self.dt = 1.0 / physics_rate
         self.motors = motors
         self.steps = 0
-        self._client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        # Ctrl-C inside BulletClient's constructor leaves it half made, and its __del__ then
+        # prints a traceback at exit: the signal waits until it is built.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         c = self._client
         # Hot paths call the pybullet module with the client id: BulletClient builds a
         # functools.partial on every attribute access.
