@@ -41,34 +41,6 @@ class SpinSafeActionClient(ActionClient):
         super().__init__(*args, **kwargs)
 
 
-def destroy_in_spin_thread(node: Node, destroy: Callable[[], None],
-                           timeout: float = 5.0) -> None:
-    """Run ``destroy`` (entities of ``node`` being destroyed) in the thread that spins it.
-
-    Destroying a client or subscription from another thread races the executor's wait set:
-    rclpy then raises from the wait, or (seen with action clients) the two threads deadlock.
-    Queued as an executor task, the destruction happens between two waits. With no executor
-    spinning the node (or none answering within ``timeout``), it runs here.
-    """
-    executor = node.executor
-    if executor is None:
-        destroy()
-        return
-    done = threading.Event()
-    claimed = threading.Lock()  # whoever takes it destroys; the other does nothing
-
-    def task() -> None:
-        if claimed.acquire(blocking=False):
-            try:
-                destroy()
-            finally:
-                done.set()
-
-    executor.create_task(task)
-    if not done.wait(timeout) and claimed.acquire(blocking=False):
-        destroy()
-
-
 @dataclass
 class GoalOutcome:
     """What became of a goal: rejected, or a terminal status with the result."""
@@ -120,10 +92,8 @@ class TrajectoryClient:
 
     def close(self) -> None:
         """Release the action client and the subscription (the node lives on)."""
-        def destroy() -> None:
-            self.action.destroy()
-            self.node.destroy_subscription(self._subscription)
-        destroy_in_spin_thread(self.node, destroy)
+        self.action.destroy()
+        self.node.destroy_subscription(self._subscription)
 
     def _on_joint_states(self, msg: JointState) -> None:
         with self._lock:

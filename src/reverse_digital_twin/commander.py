@@ -29,7 +29,7 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from reverse_digital_twin.client import GoalOutcome, SpinSafeActionClient, TrajectoryClient
-from reverse_digital_twin.client import destroy_in_spin_thread, wait_for
+from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.stack import TwinNames
 
@@ -92,17 +92,14 @@ class TwinCommander:
         """Release every client and subscription (the node lives on)."""
         for view in (self.client, self.sim, self.hardware):
             view.close()
-
-        def destroy() -> None:
-            for sub in self._subscriptions:
-                self.node.destroy_subscription(sub)
-            for client in self._services.values():
-                self.node.destroy_client(client)
-            self._services.clear()
-            if self._move is not None:
-                self._move.destroy()
-                self._move = None
-        destroy_in_spin_thread(self.node, destroy)
+        for sub in self._subscriptions:
+            self.node.destroy_subscription(sub)
+        for client in self._services.values():
+            self.node.destroy_client(client)
+        self._services.clear()
+        if self._move is not None:
+            self._move.destroy()
+            self._move = None
 
     # --- readiness ---------------------------------------------------------------------------
     def wait_ready(self, timeout: float = 60.0, hardware: bool = False,
