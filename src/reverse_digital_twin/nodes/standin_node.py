@@ -37,10 +37,10 @@ class StandinRobot(SimNode):
     # stamped right, and each step in motion still waits for its command. At rest it may run
     # one control cycle ahead of the controller's answers (the command holds anyway; a goal's
     # first command, if late, starts the motion at most a cycle late), so it catches up
-    # there. Skipping the lost time instead is a jump of the arm's
-    # clock that no real arm makes (the controller's reference jumps ahead: the twin sees a
-    # divergence of speed x jump), left for stalls of MAX_LAG, in jumps of at most MAX_SKIP,
-    # below the 0.5 s jump in the stamps that the controller reads as a lost connection.
+    # there. Skipping the lost time instead is a jump of the arm's clock that no real arm
+    # makes (the controller's reference jumps ahead: the twin sees a divergence of speed x
+    # jump), left for stalls of MAX_LAG, in jumps of at most MAX_SKIP, below the 0.5 s jump
+    # in the stamps that the controller reads as a lost connection.
     MAX_LAG = 0.4
     MAX_SKIP = 0.3
     TAKES_CALIBRATION = False  # it is the hardware: calibration_file is refused
