@@ -18,10 +18,22 @@ def node_arguments(spec: NodeSpec) -> dict[str, Any]:
     embedded runner passes the same sources in the same order (:meth:`NodeSpec.ros_arguments`),
     so both ways of starting the graph give every node the same parameters.
     """
+    if spec.hosted:  # several nodes, one process: no renaming, overrides keyed per node
+        return dict(package=PACKAGE, executable=spec.executable,
+                    namespace=spec.namespace.strip('/') or None,
+                    parameters=hosted_parameter_files(spec), remappings=list(spec.remappings),
+                    output='screen', emulate_tty=True)
     return dict(package=PACKAGE, executable=spec.executable, name=spec.name,
                 namespace=spec.namespace.strip('/') or None,
                 parameters=spec.parameter_sources(), remappings=list(spec.remappings),
                 output='screen', emulate_tty=True)
+
+
+def hosted_parameter_files(spec: NodeSpec) -> list[str]:
+    """The parameter files of a process of several nodes, as the runner passes them
+    (:meth:`NodeSpec.hosted_parameter_arguments`): launch_ros would key a dict by ``/**``."""
+    args = spec.hosted_parameter_arguments()
+    return [args[i + 1] for i, arg in enumerate(args) if arg == '--params-file']
 
 
 def launch_nodes(specs: Sequence[NodeSpec]) -> list:

@@ -32,11 +32,26 @@ class NodeSpec:
     parameter_files: tuple[str, ...] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
+    #: Further nodes the same process hosts, in the same namespace (the stand-in driver hosts
+    #: its controller, as ros2_control_node does). Their names are the executable's own: a
+    #: process of several nodes is not renamed, and each node's overrides are keyed by name.
+    hosted: tuple['NodeSpec', ...] = ()
 
     @property
     def fully_qualified_name(self) -> str:
         ns = self.namespace.strip('/')
         return f'/{ns}/{self.name}' if ns else f'/{self.name}'
+
+    @property
+    def nodes(self) -> tuple['NodeSpec', ...]:
+        """Every node of the process: this one, then the hosted ones."""
+        return (self, *self.hosted)
+
+    def own_overrides_key(self) -> str:
+        """The section of this node's overrides in a process of several nodes: its own name
+        (launch_ros's key for a lone node at the root, ``/**``, would reach them all)."""
+        ns = self.namespace.strip('/')
+        return f'/{ns}/{self.name}' if ns else f'/**/{self.name}'
 
     def parameter_sources(self) -> list[ParameterSource]:
         """The node's parameter sources in order: the parameter files, then the overrides.
@@ -49,13 +64,28 @@ class NodeSpec:
     def ros_arguments(self) -> list[str]:
         """The --ros-args that configure this node from the command line, as launch_ros
         builds them from :meth:`parameter_sources` (overrides in a file keyed by the node)."""
-        args = ['--ros-args', '-r', f'__node:={self.name}']
+        args = ['--ros-args']
+        if not self.hosted:
+            args += ['-r', f'__node:={self.name}']
         if self.namespace.strip('/'):
             args += ['-r', f'__ns:=/{self.namespace.strip("/")}']
-        args += parameter_arguments(self.parameter_sources(),
-                                    overrides_key(self.namespace, self.name))
+        if self.hosted:
+            args += self.hosted_parameter_arguments()
+        else:
+            args += parameter_arguments(self.parameter_sources(),
+                                        overrides_key(self.namespace, self.name))
         for src, dst in self.remappings:
             args += ['-r', f'{src}:={dst}']
+        return args
+
+    def hosted_parameter_arguments(self) -> list[str]:
+        """``--params-file`` arguments of a process of several nodes: each parameter file
+        once, then each node's overrides under its own name."""
+        files = list(dict.fromkeys(f for n in self.nodes for f in n.parameter_files))
+        args = parameter_arguments(files, '')
+        for node in self.nodes:
+            if node.parameters:
+                args += parameter_arguments([dict(node.parameters)], node.own_overrides_key())
         return args
 
 
@@ -291,17 +321,17 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
     if hardware == 'standin':
         hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
         hw_joint_states = f'/{HARDWARE_NAMESPACE}/joint_states'
-        specs += [
-            # the hardware's loop (stand-in and its controller) at a raised priority, as a
-            # real driver's: the twin's side may wait on a busy machine, the arm may not
-            NodeSpec(STANDIN_NODE, 'standin_robot', f'{PACKAGE}.nodes.standin_node',
-                     HARDWARE_NAMESPACE, (config,),
-                     {'niceness': HARDWARE_NICENESS, **overrides.get(STANDIN_NODE, {})}),
-            NodeSpec(CONTROLLER_NODE, 'emulated_controller',
-                     f'{PACKAGE}.nodes.emulated_controller_node', HARDWARE_NAMESPACE, (config,),
-                     {'use_sim_time': False, 'niceness': HARDWARE_NICENESS,
-                      **overrides.get('hardware_controller', {})}),
-        ]
+        # One process, the hardware's loop: the stand-in hosts its controller and runs the
+        # controller's cycle itself (as ros2_control_node does), so no topic between them can
+        # be late on a busy machine
+        controller = NodeSpec(CONTROLLER_NODE, 'emulated_controller',
+                              f'{PACKAGE}.nodes.emulated_controller_node', HARDWARE_NAMESPACE,
+                              (config,), {'use_sim_time': False,
+                                          **overrides.get('hardware_controller', {})})
+        specs.append(NodeSpec(STANDIN_NODE, 'standin_robot', f'{PACKAGE}.nodes.standin_node',
+                              HARDWARE_NAMESPACE, (config,),
+                              {'niceness': HARDWARE_NICENESS, **overrides.get(STANDIN_NODE, {})},
+                              hosted=(controller,)))
     elif hardware:
         if not hardware.startswith('/'):
             raise ConfigError(f'hardware {hardware!r}: use "standin" or the fully qualified name '

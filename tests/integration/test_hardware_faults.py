@@ -59,8 +59,8 @@ def test_hung_driver_is_caught_by_the_execution_timeout(ros_node, tmp_path):
         assert twin.arm(True).success and twin.switch('hardware').success
         pending = twin.client.send_async(make_trajectory(twin.joints, [twin.pose(0.2)], [1.0]))
         assert pending.responded.wait(10) and pending.outcome.accepted
-        controller = next(p for p in twin.stack.processes
-                          if p.name == '/hw/joint_trajectory_controller')
+        # the driver's process (the stand-in and the controller it hosts)
+        controller = twin.stack.process('standin_robot')
         controller.signal(19)  # SIGSTOP: alive but hung, no result will ever come
         sent = time.monotonic()
         outcome = twin.client.wait_result(pending, timeout=15)

@@ -33,8 +33,11 @@ def launch_command_line(spec: NodeSpec, tmp_path: Path) -> list[str]:
     goes into a temporary file under the node's name, or /** without a namespace)."""
     kwargs = node_arguments(spec)
     namespace = f'/{kwargs["namespace"]}' if kwargs['namespace'] else None
-    name = f'{namespace}/{kwargs["name"]}' if namespace else '/**'  # "not fully specified"
-    cmd = [kwargs['executable'], '--ros-args', '-r', f'__node:={kwargs["name"]}']
+    cmd = [kwargs['executable'], '--ros-args']
+    if 'name' in kwargs:  # a process of several nodes is given none (it would rename all)
+        cmd += ['-r', f'__node:={kwargs["name"]}']
+    name = f'{namespace}/{kwargs.get("name")}' if namespace and 'name' in kwargs \
+        else '/**'  # "not fully specified"
     if namespace:
         cmd += ['-r', f'__ns:={namespace}']
     for i, source in enumerate(kwargs['parameters']):
@@ -48,13 +51,14 @@ def launch_command_line(spec: NodeSpec, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize('mode', sorted(GRAPHS))
 def test_launch_and_runner_give_every_node_the_same_parameters(mode, tmp_path):
-    for spec in GRAPHS[mode]():
-        fqn = spec.fully_qualified_name
-        runner = node_parameters(spec.ros_arguments(), fqn)
-        launch = node_parameters(launch_command_line(spec, tmp_path), fqn)
-        assert runner == launch, fqn
-        for key, value in spec.parameters.items():  # the overrides win over the robot YAML
-            assert runner[key] == value, (fqn, key)
+    for process in GRAPHS[mode]():
+        for spec in process.nodes:  # every node the process hosts
+            fqn = spec.fully_qualified_name
+            runner = node_parameters(process.ros_arguments(), fqn)
+            launch = node_parameters(launch_command_line(process, tmp_path), fqn)
+            assert runner == launch, fqn
+            for key, value in spec.parameters.items():  # the overrides beat the robot YAML
+                assert runner[key] == value, (fqn, key)
 
 
 def test_command_line_override_beats_the_robot_yaml():

@@ -56,8 +56,11 @@ def test_twin_graph_modes():
     specs = twin_graph('rdt_arm6', hardware='standin', target='shadow', armed=True)
     names = [s.fully_qualified_name for s in specs]
     assert names == ['/sim/pybullet_sim', '/sim/joint_trajectory_controller', '/sim/planner',
-                     '/hw/standin_robot', '/hw/joint_trajectory_controller',
-                     '/joint_trajectory_controller']
+                     '/hw/standin_robot', '/joint_trajectory_controller']
+    # the stand-in's process hosts its controller (as ros2_control_node hosts controllers)
+    standin = specs[3]
+    assert [n.fully_qualified_name for n in standin.nodes] == \
+        ['/hw/standin_robot', '/hw/joint_trajectory_controller']
     bridge = specs[-1]
     assert bridge.parameter_files == ()  # the controller sections are not the bridge's
     assert bridge.parameters['target'] == 'shadow' and bridge.parameters['hardware_armed']
@@ -95,3 +98,24 @@ def test_the_planner_predicts_in_the_twins_world():
     own = read_node_parameters(robot_config('panda'), 'planner')
     assert own and not any(k.startswith(PLANNER_TWIN_PARAMETERS) for k in own)
     assert 'controller_parameters_file' not in sim_spec.parameters  # the sim only simulates
+
+
+def test_a_process_of_two_nodes_is_not_renamed_and_keys_each_nodes_overrides():
+    """rcl's ``__node:=`` would rename every node of the process, and launch_ros keys a lone
+    root node's dict by ``/**``: a hosting process gets neither, each node its own section."""
+    from reverse_digital_twin.ros_params import node_parameters
+    from reverse_digital_twin.stack import twin_graph
+    specs = twin_graph('rdt_arm6', hardware='standin',
+                       overrides={'standin_robot': {'perturbation.payload_mass': 2.0},
+                                  'hardware_controller': {'action_monitor_rate': 30.0}})
+    standin = next(s for s in specs if s.hosted)
+    args = standin.ros_arguments()
+    assert not any(a.startswith('__node:=') for a in args)
+    assert args[args.index('-r') + 1] == '__ns:=/hw'
+    assert args.count(str(robot_config('rdt_arm6'))) == 1  # the robot file once
+    robot = node_parameters(args, '/hw/standin_robot')
+    controller = node_parameters(args, '/hw/joint_trajectory_controller')
+    assert robot['perturbation.payload_mass'] == 2.0 and 'action_monitor_rate' not in robot
+    assert controller['action_monitor_rate'] == 30.0
+    assert controller['use_sim_time'] is False and 'perturbation.payload_mass' not in controller
+    assert 'joints' in controller and 'robot_description_file' in robot  # the robot file's

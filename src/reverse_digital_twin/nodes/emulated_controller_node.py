@@ -4,11 +4,14 @@ Exposes, under its node name (default ``joint_trajectory_controller``) and names
 what ros2_control exposes: ``~/follow_joint_trajectory``, ``~/joint_trajectory``,
 ``~/controller_state``, ``~/query_state``, plus ``joint_states`` and ``dynamic_joint_states``.
 Each physics state from the sim node runs one control cycle of the core control law and
-sends the command back on ``physics/joint_commands``.
+sends the command back on ``physics/joint_commands``. Hosted in the hardware's own process (the
+stand-in driver, as ros2_control_node hosts its controllers), the hardware loop calls
+:meth:`EmulatedController.control_cycle` directly instead: read, update and write in one loop.
 """
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +86,9 @@ class EmulatedController(Node):
         self._last_time: float | None = None
         self._last_cycle: CycleResult | None = None
         self.goals: SingleGoalSlot[ControllerGoal] = SingleGoalSlot(Future)
+        # The control cycle may run in the hardware loop's thread (in_process); goals, cancels
+        # and streamed trajectories arrive in the executor's: one lock around the core.
+        self._lock = threading.RLock()
 
         self._command_pub = self.create_publisher(JointState, 'physics/joint_commands',
                                                   PHYSICS_QOS)
@@ -93,8 +99,8 @@ class EmulatedController(Node):
         self._state_pub = self.create_publisher(JointTrajectoryControllerState,
                                                 '~/controller_state', SYSTEM_DEFAULT_QOS)
         self.create_subscription(String, 'robot_description', self._on_description, LATCHED_QOS)
-        self.create_subscription(JointState, 'physics/joint_states', self._on_physics_state,
-                                 PHYSICS_QOS)
+        self._physics_sub = self.create_subscription(
+            JointState, 'physics/joint_states', self._on_physics_state, PHYSICS_QOS)
         self.create_subscription(JointTrajectory, '~/joint_trajectory', self._on_trajectory,
                                  SYSTEM_DEFAULT_QOS)
         self._action_server = ActionServer(
@@ -106,8 +112,19 @@ class EmulatedController(Node):
         self.create_timer(1.0 / float(declared['action_monitor_rate']), self._monitor,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
 
+    def run_in_process(self) -> None:
+        """The hardware loop in this process calls :meth:`control_cycle` itself: no physics
+        topics between the two (nothing to be late on a busy machine)."""
+        self.destroy_subscription(self._physics_sub)
+        self.destroy_publisher(self._command_pub)
+        self._physics_sub = self._command_pub = None
+
     # --- configuration from the robot description -------------------------------------------
     def _on_description(self, msg: String) -> None:
+        with self._lock:
+            self._configure(msg)
+
+    def _configure(self, msg: String) -> None:
         try:
             model = parse_urdf(msg.data, 'robot_description')
             model.check_joints(self.joints, f'{self.get_fully_qualified_name()} joints')
@@ -128,14 +145,26 @@ class EmulatedController(Node):
 
     # --- control cycle ------------------------------------------------------------------------
     def _on_physics_state(self, msg: JointState) -> None:
+        command = self.control_cycle(msg)
+        if command is not None and self._command_pub is not None:
+            self._command_pub.publish(command)
+
+    def control_cycle(self, msg: JointState) -> JointState | None:
+        """One cycle on a measured state: the command answering it (stamped with the state's
+        stamp), or None while the controller is inactive. Publishes the joint states, the
+        dynamic joint states and the controller state of the cycle."""
+        with self._lock:
+            return self._cycle(msg)
+
+    def _cycle(self, msg: JointState) -> JointState | None:
         if self.core is None:
-            return
+            return None
         if list(msg.name) != self._state_names:
             missing = [j for j in self.joints if j not in msg.name]
             if missing:
                 self.get_logger().error(f'physics/joint_states lacks joints {missing}',
                                         throttle_duration_sec=5.0)
-                return
+                return None
             self._state_names = list(msg.name)
             self._state_index = [self._state_names.index(j) for j in self.joints]
         now = seconds(msg.header.stamp)
@@ -162,9 +191,9 @@ class EmulatedController(Node):
                                               cycle.outcome.error_string)
             if not cycle.outcome.succeeded:
                 self.get_logger().error(cycle.outcome.error_string)
-        self._publish_command(msg, cycle)
         self._publish_joint_states(msg)
         self._publish_controller_state(msg, cycle)
+        return self._command_msg(msg, cycle)
 
     def _on_time_jump(self, now: float, measured: JointSample) -> None:
         """Sim time went backwards (a reset): abort the goal and hold, never wait to catch up."""
@@ -187,7 +216,7 @@ class EmulatedController(Node):
             active.data.pending = GoalOutcome(GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL),
                                               text)
 
-    def _publish_command(self, state: JointState, cycle: CycleResult) -> None:
+    def _command_msg(self, state: JointState, cycle: CycleResult) -> JointState:
         cmd = JointState()
         cmd.header.stamp = state.header.stamp  # echoes the cycle it answers (lockstep)
         cmd.name = list(self.joints)
@@ -198,7 +227,7 @@ class EmulatedController(Node):
             cmd.velocity = c.velocities.tolist()
         if c.efforts is not None:
             cmd.effort = c.efforts.tolist()
-        self._command_pub.publish(cmd)
+        return cmd
 
     def _publish_joint_states(self, state: JointState) -> None:
         out = JointState()
@@ -242,6 +271,10 @@ class EmulatedController(Node):
     # --- topic interface ----------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         """~/joint_trajectory: replaces the trajectory; an active goal is judged on it."""
+        with self._lock:
+            self._take_trajectory(msg)
+
+    def _take_trajectory(self, msg: JointTrajectory) -> None:
         if not self.active:
             self.get_logger().error(f'Trajectory ignored: controller is not running '
                                     f'({self._inactive_reason})')
@@ -258,6 +291,10 @@ class EmulatedController(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
+        with self._lock:
+            return self._judge_goal(request)
+
+    def _judge_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
         if not self.active:
             self.get_logger().error(f'Goal rejected: Controller is not running '
                                     f'({self._inactive_reason})')
@@ -277,15 +314,17 @@ class EmulatedController(Node):
             seconds(request.goal_time_tolerance))
         if why is not None:
             self.get_logger().warning(f'Goal tolerances ignored, using the defaults: {why}')
-        self.core.accept(goal_from_msg(request.trajectory), tolerances)
-        self.goals.accept(handle, ControllerGoal(), PREEMPTED)
+        with self._lock:
+            self.core.accept(goal_from_msg(request.trajectory), tolerances)
+            self.goals.accept(handle, ControllerGoal(), PREEMPTED)
         handle.execute()
 
     def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
         if self.goals.is_active(handle):
             self.get_logger().info(
                 'Canceling active action goal because cancel callback received.')
-            self.core.hold()
+            with self._lock:
+                self.core.hold()
         return CancelResponse.ACCEPT
 
     async def _execute(self, handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
@@ -296,6 +335,10 @@ class EmulatedController(Node):
                                             error_string=outcome.error_string)
 
     def _monitor(self) -> None:
+        with self._lock:
+            self._report_active()
+
+    def _report_active(self) -> None:
         record = self.goals.active
         if record is None:
             return
@@ -316,6 +359,10 @@ class EmulatedController(Node):
             record.handle.publish_feedback(fb)
 
     def _on_query_state(self, request, response):
+        with self._lock:
+            return self._answer_query(request, response)
+
+    def _answer_query(self, request, response):
         traj = self.core.active_trajectory if self.core else None
         t = seconds(request.time)
         if traj is None or not traj.started:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -16,22 +16,24 @@ from reverse_digital_twin.nodes.ros_common import apply_niceness
 EXIT_CONFIG_ERROR = 2
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Create the node, call its ``start()`` if it has one, and spin it until Ctrl-C or
-    shutdown.
+def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | None = None) -> int:
+    """Create the node (or the nodes one process hosts, first the one whose ``niceness``
+    counts), call each one's ``start()`` if it has one, and spin them until Ctrl-C or shutdown.
 
     A configuration problem ends the process with a one-line message naming the parameter or
     file and exit code 2, never a traceback.
     """
     rclpy.init(args=args)
-    node = None
+    nodes: list[Node] = []
     try:
         try:
-            node = factory()
-            start = getattr(node, 'start', None)
-            if start is not None:  # threads and processes start once the node is configured
-                start()
-            apply_niceness(node)  # every thread runs by now
+            made = factory()
+            nodes = [made] if isinstance(made, Node) else list(made)
+            for node in nodes:  # threads and processes start once the nodes are configured
+                start = getattr(node, 'start', None)
+                if start is not None:
+                    start()
+            apply_niceness(nodes[0])  # every thread runs by now
         except ConfigError as exc:
             print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
             return EXIT_CONFIG_ERROR
@@ -40,7 +42,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
                 return 0
             raise
         executor = SingleThreadedExecutor()
-        executor.add_node(node)
+        for node in nodes:
+            executor.add_node(node)
         try:
             executor.spin()
         except RuntimeError:
@@ -55,10 +58,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         # more: a second SIGINT must not cut the clean-up short (threads left spinning, the DDS
         # participant never announced gone, so the node lingers in other nodes' graphs).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
+        for node in nodes:  # the hardware loop first: nothing drives a destroyed controller
             stop = getattr(node, 'stop', None)
             if stop is not None:
                 stop()
+        for node in reversed(nodes):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -310,8 +310,12 @@ class SimNode(Node):
         msg.position = positions.tolist()
         msg.velocity = velocities.tolist()
         msg.effort = measured.efforts.tolist()
-        self._state_pub.publish(msg)
+        self.deliver_state(msg)
         return stamp_time
+
+    def deliver_state(self, msg: JointState) -> None:
+        """Hand the measured state to the controller: over ``physics/joint_states`` here."""
+        self._state_pub.publish(msg)
 
     def _transform(self, parent: str, child: str, translation, rotation,
                    stamp) -> TransformStamped:
