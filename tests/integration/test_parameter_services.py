@@ -39,7 +39,7 @@ def graph(ros_node, tmp_path_factory) -> Iterator[tuple[Stack, list[NodeSpec]]]:
     specs = twin_graph('rdt_arm6', hardware='standin')
     log_path = tmp_path_factory.mktemp('params') / 'nodes.log'
     with open(log_path, 'w') as log, Stack(specs, echo=log) as stack:
-        for spec in specs:
+        for spec in (node for process in specs for node in process.nodes):
             name = f'{spec.fully_qualified_name}/list_parameters'
             client = ros_node.create_client(ListParameters, name)
             up = client.wait_for_service(timeout_sec=60.0)
@@ -50,18 +50,22 @@ def graph(ros_node, tmp_path_factory) -> Iterator[tuple[Stack, list[NodeSpec]]]:
 
 def test_names_match_the_graph(graph):
     names = TwinNames()
-    fqns = {spec.fully_qualified_name for spec in graph[1]}
+    fqns = {node.fully_qualified_name for process in graph[1] for node in process.nodes}
     assert {names.sim_node, names.sim_controller, names.hardware_controller, names.standin,
             names.bridge} <= fqns
+    hosts = {node.fully_qualified_name: process.fully_qualified_name
+             for process in graph[1] for node in process.nodes}
+    assert hosts[names.hardware_controller] == names.standin  # the driver's one process
 
 
-NODES = [spec.fully_qualified_name for spec in twin_graph('rdt_arm6', hardware='standin')]
+NODES = [node.fully_qualified_name for process in twin_graph('rdt_arm6', hardware='standin')
+         for node in process.nodes]
 
 
 @pytest.mark.parametrize('node', NODES)
 def test_every_parameter_lists_gets_and_describes(graph, ros_node, node):
     stack, specs = graph
-    spec = next(s for s in specs if s.fully_qualified_name == node)
+    spec = next(s for s in specs if node in {n.fully_qualified_name for n in s.nodes})
     listed = call(ros_node, ListParameters, f'{node}/list_parameters',
                   ListParameters.Request(depth=0)).result
     names = list(listed.names)
