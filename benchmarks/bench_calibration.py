@@ -7,7 +7,10 @@ shown to the calibrator: it sees recordings only), each on a twin graph of its o
 2. the fit (``calibrate_s``: wall time of identification from that recording, reading included);
 3. held-out brisk goals (another seed, other motions) recorded the same way and replayed with the
    nominal and the calibrated model: ``fidelity_rms_before_mrad`` / ``fidelity_rms_after_mrad``
-   (RMS over all joints and samples).
+   (RMS over all joints and samples). The same held-out motions replayed with the stand-in's
+   hidden values themselves (noise aside) give the ceiling any calibration could reach
+   (``fidelity_worst_ratio_ceiling``), and the figures above the encoders' white noise
+   (``fidelity_worst_ratio_above_noise``): both informational, to read a missed ratio by.
 
 On the default stand-in also the divergence watch, before and after: 20 seeded brisk goals (1 s,
 up to ±0.3 rad per joint) in shadow mode, every divergence abort counted
@@ -30,6 +33,7 @@ from reverse_digital_twin.calibrate_cli import excitation_goals, fit_recording, 
 from reverse_digital_twin.calibrate_cli import record_motions, score_recording
 from reverse_digital_twin.client import BackgroundNode, make_trajectory, wait_for
 from reverse_digital_twin.commander import TwinCommander
+from reverse_digital_twin.core.perturbation import Perturbation
 from reverse_digital_twin.robot_setup import load_robot, robot_config
 from reverse_digital_twin.runner import Stack
 from reverse_digital_twin.ros_params import read_node_parameters
@@ -198,13 +202,20 @@ def one_set(robot: str, setup, label: str, standin: dict | None, folder: Path,
     fitted = fit_recording(excitation, robot, progress=lambda line: log(f'    {line}'))
     out['calibrate_s'] = fitted.wall_time
     out['threshold_mrad'] = fitted.result.threshold * 1e3
-    before, after = score_recording(held_out, [nominal_model(setup), fitted.result.model], robot)
+    # The hidden values themselves, noise aside: what a perfect calibration would score (the
+    # ceiling of the ratio; informational, the targets are on the fitted model)
+    hidden = {**read_node_parameters(robot_config(robot), STANDIN_NODE), **(standin or {})}
+    truth = Perturbation.from_parameters({**hidden, 'perturbation.position_noise': 0.0,
+                                          'perturbation.velocity_noise': 0.0})
+    before, after, perfect = score_recording(
+        held_out, [nominal_model(setup), fitted.result.model, truth], robot)
     out['before_mrad'], out['after_mrad'] = _pooled_mrad(before), _pooled_mrad(after)
     out['ratio'] = out['before_mrad'] / out['after_mrad'] if out['after_mrad'] > 0 else math.inf
+    out['hidden_values_mrad'] = _pooled_mrad(perfect)
+    out['ratio_ceiling'] = out['before_mrad'] / out['hidden_values_mrad']
     # The encoders' white noise is in every measured sample and no twin can predict it: the
     # same figures above that floor (informational; the targets are on the raw ones)
-    noise = 1e3 * float({**read_node_parameters(robot_config(robot), STANDIN_NODE),
-                         **(standin or {})}.get('perturbation.position_noise', 0.0))
+    noise = 1e3 * float(hidden.get('perturbation.position_noise', 0.0))
     out['noise_mrad'] = noise
     out['before_above_noise_mrad'] = math.sqrt(max(out['before_mrad'] ** 2 - noise ** 2, 0.0))
     out['after_above_noise_mrad'] = math.sqrt(max(out['after_mrad'] ** 2 - noise ** 2, 0.0))
@@ -215,7 +226,8 @@ def one_set(robot: str, setup, label: str, standin: dict | None, folder: Path,
     if standin:
         out['hidden'] = {k.split('.', 1)[1]: round(v, 6) for k, v in standin.items()}
     log(f'  {label}: fit {out["calibrate_s"]:.1f} s; held-out RMS {out["before_mrad"]:.3f} -> '
-        f'{out["after_mrad"]:.3f} mrad ({out["ratio"]:.1f}x)')
+        f'{out["after_mrad"]:.3f} mrad ({out["ratio"]:.1f}x; the hidden values themselves '
+        f'{out["hidden_values_mrad"]:.3f} mrad, {out["ratio_ceiling"]:.1f}x)')
     if watch_too:
         with _Graph(robot, standin, str(fitted.output)) as graph:
             after_watch = watch(graph, setup)
@@ -256,6 +268,7 @@ def measure(robot: str = 'rdt_arm6') -> dict:
         results['fidelity_sets_scored'] = len(scored)
         results['fidelity_noise_mrad'] = max(o['noise_mrad'] for o in scored)
         results['fidelity_worst_ratio_above_noise'] = min(o['ratio_above_noise'] for o in scored)
+        results['fidelity_worst_ratio_ceiling'] = min(o['ratio_ceiling'] for o in scored)
     for key, name in (('watch_after', ''), ('watch_before', '_uncalibrated')):
         if key in default:
             results[f'shadow_false_trips{name}'] = default[key]['false_trips']
