@@ -120,17 +120,11 @@ class StandinRobot(SimNode):
 
     def deliver_state(self, msg: JointState) -> None:
         """Read -> update -> write: the hosted controller's cycle on this measurement, its
-        command queued (a stand-in without a controller publishes the state, as the twin)."""
-        if self._controller is None:
-            super().deliver_state(msg)
-            return
+        command queued (:meth:`host` comes before :meth:`start`; commands on the physics
+        topic are not the hardware's: only its own controller drives it)."""
         command = self._controller.control_cycle(msg)
         if command is not None:
             self._queue_command(command)
-
-    def _on_command(self, msg: JointState) -> None:
-        """A command over ``physics/joint_commands`` (a controller in another process)."""
-        self._queue_command(msg)
 
     def _queue_command(self, msg: JointState) -> None:
         """Queue a command to act ``command_latency`` after the state it answers was measured
