@@ -1,9 +1,13 @@
 """`make bench` / `python -m benchmarks`: every benchmark of the run, one table, one JSON.
 
 Runs bench_core (physics, lockstep, raw rclpy) and bench_bridge (the running twin graph), and,
-if present, bench_prediction and bench_planner (each ``measure(robot) -> dict``); merges their
-figures, prints each with its same-run ratio or target, and writes artifacts/benchmarks.json
-with a ``targets`` section marking each target met or missed.
+if present, bench_prediction, bench_planner, bench_calibration and bench_cameras (each
+``measure(robot) -> dict``); merges their figures, prints each with its same-run ratio or target,
+and writes artifacts/benchmarks.json with a ``targets`` section marking each target met or missed.
+
+``--only`` re-runs some benchmarks and keeps the other benchmarks' figures already in the file
+(``measured_at`` says when each benchmark ran; every ratio is still computed within one
+benchmark's run); ``--fresh`` starts the file over.
 
 A module may declare targets with ``targets(results) -> list[Target]`` or a ``TARGETS`` dict
 ``{key: (op, limit)}``; one that fails is reported and the others still run.
@@ -22,7 +26,7 @@ from types import ModuleType
 
 from benchmarks import ROOT, Target, isolate, log
 
-MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration')
+MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras')
 
 
 def _load(name: str) -> ModuleType | None:
@@ -48,12 +52,34 @@ def _value(value: object) -> str:
     return str(value)
 
 
-def run(robot: str, output: Path, only: list[str], soak_minutes: float | None) -> dict:
+def _earlier(path: Path, robot: str, rerun: list[str]) -> tuple[dict, dict[str, list[str]]]:
+    """The figures of the benchmarks not re-run now, from an earlier file of the same robot."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}, {}
+    if old.get('robot') != robot or not isinstance(old.get('produced'), dict):
+        return {}, {}
+    kept = {m: keys for m, keys in old['produced'].items() if m not in rerun and m in MODULES}
+    figures = {k: old[k] for keys in kept.values() for k in keys if k in old}
+    figures['measured_at'] = {m: t for m, t in old.get('measured_at', {}).items() if m in kept}
+    failures = {k: v for k, v in old.get('failures', {}).items() if k.split('.')[0] in kept}
+    if failures:
+        figures['failures'] = failures
+    return figures, kept
+
+
+def run(robot: str, output: Path, only: list[str], soak_minutes: float | None,
+        fresh: bool = False) -> dict:
+    path = output / 'benchmarks.json'
+    earlier, kept = ({}, {}) if fresh else _earlier(path, robot, only)
     results: dict = {'robot': robot, 'machine_cores': os.cpu_count(),
                      'ros_domain_id': int(isolate())}
-    failures: dict[str, str] = {}
+    results.update({k: v for k, v in earlier.items() if k not in ('failures', 'measured_at')})
+    measured_at: dict[str, str] = dict(earlier.get('measured_at', {}))
+    failures: dict[str, str] = dict(earlier.get('failures', {}))
     modules: dict[str, ModuleType] = {}
-    produced: dict[str, list[str]] = {}
+    produced: dict[str, list[str]] = dict(kept)
     for name in only:
         module = _load(name)
         if module is None:
@@ -82,24 +108,29 @@ def run(robot: str, output: Path, only: list[str], soak_minutes: float | None) -
         for phase, reason in figures.get(f'{name}_errors', {}).items():
             failures[f'{name}.{phase}'] = reason
         produced[name] = [k for k in figures if k != 'robot']
+        measured_at[name] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
     # One source per figure: bench_prediction's bare stepping is the legacy bare_steps_10s_ms.
     if 'predict_bare_10s_ms' in results:
         results['bare_steps_10s_ms'] = results['predict_bare_10s_ms']
     results['wall_time_s'] = time.monotonic() - t_start
+    results['measured_at'] = measured_at
+    results['produced'] = produced
     if failures:
         results['failures'] = failures
 
+    # The kept benchmarks' targets are judged and their rows printed from their kept figures
+    shown = {name: module for name in produced
+             if (module := modules.get(name) or _load(name)) is not None}
     targets: dict[str, dict] = {}
-    for module in modules.values():
+    for module in shown.values():
         for target in _targets(module, results):
             met = target.met(results)
             targets[target.key] = {'value': results.get(target.key), 'op': target.op,
                                    'limit': target.limit, 'basis': target.basis,
                                    'met': met}
     results['targets'] = targets
-    _print(results, modules, targets, produced)
+    _print(results, shown, targets, produced)
     output.mkdir(parents=True, exist_ok=True)
-    path = output / 'benchmarks.json'
     path.write_text(json.dumps(results, indent=2, default=str))
     log(f'written to {path}')
     return results
@@ -148,12 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--soak-minutes', type=float, default=None,
                         help='length of the shadow-mode soak (default 10, or '
                         'RDT_BENCH_SOAK_MINUTES); 0.5 for a smoke run')
+    parser.add_argument('--fresh', action='store_true',
+                        help='start benchmarks.json over instead of keeping the figures of '
+                        'benchmarks not run now')
     args = parser.parse_args(argv)
     only = [m.strip() for m in args.only.split(',') if m.strip()]
     unknown = sorted(set(only) - set(MODULES))
     if unknown:
         parser.error(f'unknown benchmark(s) {unknown}; known: {MODULES}')
-    results = run(args.robot, Path(args.output), only, args.soak_minutes)
+    results = run(args.robot, Path(args.output), only, args.soak_minutes, args.fresh)
     return 1 if results.get('failures') else 0
 
 
