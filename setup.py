@@ -43,6 +43,9 @@ setup(
             'standin_robot = reverse_digital_twin.nodes.standin_node:main',
             'planner = reverse_digital_twin.nodes.planner_node:main',
             'recorder = reverse_digital_twin.nodes.recorder_node:main',
+            'camera = reverse_digital_twin.nodes.camera_node:main',
+            'web_view = reverse_digital_twin.nodes.web_view_node:main',
+            'prediction_view = reverse_digital_twin.nodes.prediction_view_node:main',
         ],
     },
 )

@@ -8,7 +8,7 @@ from launch import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 
 from reverse_digital_twin.launch_support import graph_launch_description, launch_nodes
-from reverse_digital_twin.stack import SIM_NODE, sim_graph
+from reverse_digital_twin.stack import SIM_NODE, rviz_spec, sim_graph
 
 
 ARGUMENTS = (
@@ -29,4 +29,6 @@ def _graph(context):
 
 
 def generate_launch_description() -> LaunchDescription:
-    return graph_launch_description(ARGUMENTS, _graph, rviz_parameters=[{'use_sim_time': True}])
+    return graph_launch_description(
+        ARGUMENTS, _graph,
+        lambda context: rviz_spec('sim', LaunchConfiguration('namespace').perform(context)))

@@ -10,7 +10,7 @@ from launch import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 
 from reverse_digital_twin.launch_support import graph_launch_description, launch_nodes
-from reverse_digital_twin.stack import twin_graph
+from reverse_digital_twin.stack import rviz_spec, twin_graph
 
 
 ARGUMENTS = (
@@ -37,6 +37,4 @@ def _graph(context):
 
 
 def generate_launch_description() -> LaunchDescription:
-    return graph_launch_description(
-        ARGUMENTS, _graph, rviz_remappings=[('/robot_description', '/sim/robot_description'),
-                                            ('/tf', '/sim/tf'), ('/tf_static', '/sim/tf_static')])
+    return graph_launch_description(ARGUMENTS, _graph, lambda context: rviz_spec('twin'))

@@ -164,6 +164,21 @@ def cmd_arm(args: argparse.Namespace) -> int:
     return _commanded(args, lambda commander: commander.arm(args.command == 'arm'))
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the web view of the running twin graph until Ctrl-C."""
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    from reverse_digital_twin.nodes.node_main import run_node  # noqa: PLC0415
+    from reverse_digital_twin.nodes.web_view_node import WebViewNode  # noqa: PLC0415
+    overrides = [Parameter('host', value=args.host), Parameter('port', value=args.port),
+                 Parameter('camera', value=args.camera),
+                 Parameter('controller_name', value=args.controller_name)]
+
+    def web_view() -> WebViewNode:
+        return WebViewNode(parameter_overrides=overrides)
+    return run_node(web_view, [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='rdt', description='Reverse digital twin: a PyBullet twin behind the interface of '
@@ -197,6 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         arm = sub.add_parser(name, help=text)
         arm.add_argument('--controller-name', default=CONTROLLER_NODE)
         arm.set_defaults(func=cmd_arm)
+    view = sub.add_parser('view', help='serve a web page of the running twin: the robot, the '
+                          "twin's prediction, a camera, the bridge's state, switch/arm/disarm")
+    view.add_argument('--port', type=int, default=8080, help='TCP port of the page')
+    view.add_argument('--host', default='127.0.0.1',
+                      help='address to serve on (0.0.0.0: every interface; the page can arm '
+                      'the hardware, so only on a trusted network)')
+    view.add_argument('--camera', default='', metavar='PREFIX',
+                      help='camera topic prefix, e.g. /hw/table_camera (default: the first '
+                      "camera found, the hardware's first; 'none': no camera)")
+    view.add_argument('--controller-name', default=CONTROLLER_NODE)
+    view.set_defaults(func=cmd_view)
     move = sub.add_parser('move', add_help=False,
                           help='let the twin plan, predict and execute a motion (rdt move -h)')
     move.set_defaults(func=None)

@@ -70,9 +70,7 @@ class TwinCommander:
         self.names = names or TwinNames()
         self.timeout = timeout
         n = self.names
-        self.client = TrajectoryClient(node, n.bridge, n.joint_states)
-        self.sim = TrajectoryClient(node, n.sim_controller, n.sim_joint_states)
-        self.hardware = TrajectoryClient(node, n.hardware_controller, n.hardware_joint_states)
+        self._views: dict[str, TrajectoryClient] = {}
         self._lock = threading.Lock()
         self._services: dict[str, Any] = {}
         self._answered: set[str] = set()  # services that have answered this commander once
@@ -84,14 +82,40 @@ class TwinCommander:
             node.create_subscription(BridgeStatus, n.status, self._on_status, LATCHED_QOS),
             node.create_subscription(Divergence, n.divergence, self.divergences.append, 10)]
 
+    # The three views are made on first use: each listens to 100 Hz joint states, which a
+    # commander that only switches or arms (rdt switch, the web view) has no use for.
+    @property
+    def client(self) -> TrajectoryClient:
+        """The bridge, driven as any driver client drives it."""
+        return self._view('client', self.names.bridge, self.names.joint_states)
+
+    @property
+    def sim(self) -> TrajectoryClient:
+        """The twin's own controller and joint states."""
+        return self._view('sim', self.names.sim_controller, self.names.sim_joint_states)
+
+    @property
+    def hardware(self) -> TrajectoryClient:
+        """The hardware's controller and joint states."""
+        return self._view('hardware', self.names.hardware_controller,
+                          self.names.hardware_joint_states)
+
+    def _view(self, key: str, controller: str, joint_states: str) -> TrajectoryClient:
+        with self._lock:
+            view = self._views.get(key)
+            if view is None:
+                view = self._views[key] = TrajectoryClient(self.node, controller, joint_states)
+            return view
+
     def _on_status(self, msg: BridgeStatus) -> None:
         with self._lock:
             self.statuses.append(msg)
 
     def close(self) -> None:
         """Release every client and subscription (the node lives on)."""
-        for view in (self.client, self.sim, self.hardware):
+        for view in self._views.values():
             view.close()
+        self._views.clear()
         for sub in self._subscriptions:
             self.node.destroy_subscription(sub)
         for client in self._services.values():

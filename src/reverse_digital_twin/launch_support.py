@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from reverse_digital_twin.stack import PACKAGE, NodeSpec
+from reverse_digital_twin.stack import PACKAGE, NodeSpec, RvizSpec
 
 
 def node_arguments(spec: NodeSpec) -> dict[str, Any]:
@@ -43,10 +43,19 @@ def launch_nodes(specs: Sequence[NodeSpec]) -> list:
     return [Node(**node_arguments(spec)) for spec in specs]
 
 
-def graph_launch_description(arguments, graph, rviz_remappings=(), rviz_parameters=()):
+def rviz_arguments(spec: RvizSpec) -> dict[str, Any]:
+    """The launch_ros ``Node`` keyword arguments of rviz2 (plain data, no launch import),
+    besides its configuration file: the spec's namespace, remappings and parameters."""
+    return dict(package='rviz2', executable='rviz2', namespace=spec.namespace or None,
+                parameters=[dict(spec.parameters)] if spec.parameters else [],
+                remappings=list(spec.remappings))
+
+
+def graph_launch_description(arguments, graph, rviz):
     """The LaunchDescription both launch files share: their arguments (name, default,
     description), the graph built by ``graph(context)`` once they are known, and rviz2 with
-    the shipped configuration behind ``rviz:=true``."""
+    the shipped configuration behind ``rviz:=true``, as ``rviz(context)`` (a
+    :class:`RvizSpec`) describes it."""
     from launch import LaunchDescription  # noqa: PLC0415
     from launch.actions import DeclareLaunchArgument, OpaqueFunction  # noqa: PLC0415
     from launch.conditions import IfCondition  # noqa: PLC0415
@@ -54,12 +63,15 @@ def graph_launch_description(arguments, graph, rviz_remappings=(), rviz_paramete
     from launch_ros.actions import Node  # noqa: PLC0415
     from launch_ros.substitutions import FindPackageShare  # noqa: PLC0415
 
-    rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'rdt.rviz'])
+    def rviz_node(context):
+        spec = rviz(context)
+        config = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', spec.config])
+        return [Node(**rviz_arguments(spec), arguments=['-d', config],
+                     condition=IfCondition(LaunchConfiguration('rviz')))]
+
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=text)
           for name, default, text in arguments),
         OpaqueFunction(function=graph),
-        Node(package='rviz2', executable='rviz2', arguments=['-d', rviz_config],
-             parameters=list(rviz_parameters), remappings=list(rviz_remappings),
-             condition=IfCondition(LaunchConfiguration('rviz'))),
+        OpaqueFunction(function=rviz_node),
     ])

@@ -19,6 +19,25 @@ from reverse_digital_twin.robot_setup import robot_config
 PACKAGE = 'reverse_digital_twin'
 SIM_NODE = 'pybullet_sim'
 CONTROLLER_NODE = 'joint_trajectory_controller'
+CAMERA_NODE = 'camera'
+#: A camera's topics, under ``<world namespace>/<camera name>/`` (as a ROS camera driver's).
+CAMERA_TOPICS = {'image': 'image_raw', 'depth': 'depth/image_raw', 'camera_info': 'camera_info',
+                 'points': 'points'}
+#: The parameters a world's camera node takes over from that world's sim node (or stand-in),
+#: so that it renders the same robot, scene (with its cameras) and start pose: one source.
+CAMERA_WORLD_PARAMETERS = ('robot_description_file', 'scene_file', 'initial_positions.')
+#: What the stand-in's camera takes over from its perturbations: the payload it shows, and the
+#: encoder offsets it takes off the measured joint states to show the true arm.
+CAMERA_HARDWARE_PARAMETERS = ('perturbation.payload_mass', 'perturbation.payload_link',
+                              'perturbation.joint_offsets.')
+
+
+def camera_topic(camera: str, what: str) -> str:
+    """A camera's topic relative to its world's namespace; ``what``: a key of
+    :data:`CAMERA_TOPICS` (image, depth, camera_info, points)."""
+    if what not in CAMERA_TOPICS:
+        raise ValueError(f'no camera topic {what!r}; known: {sorted(CAMERA_TOPICS)}')
+    return f'{camera}/{CAMERA_TOPICS[what]}'
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,36 @@ class NodeSpec:
         return args
 
 
+def world_cameras(world: Mapping[str, Any]) -> tuple:
+    """The cameras (core.scene.CameraSpec) of a world's scene, given the sim node's (or the
+    stand-in's) flattened parameters; () when none, or when the scene cannot be read (its node
+    then says why, with the file and key)."""
+    from reverse_digital_twin.core.paths import resolve  # noqa: PLC0415
+    from reverse_digital_twin.core.scene import load_scene  # noqa: PLC0415
+    scene_file = world.get('scene_file')
+    if not scene_file:
+        return ()
+    try:
+        return load_scene(resolve(str(scene_file), 'scene_file')).cameras
+    except ConfigError:
+        return ()
+
+
+def camera_node(world: Mapping[str, Any], namespace: str, config: str,
+                overrides: Mapping[str, Any], mirrored: tuple[str, ...] = (),
+                extra: Mapping[str, Any] | None = None) -> list[NodeSpec]:
+    """The camera node of a world (``[]`` when its scene declares no cameras): it mirrors the
+    world's robot, scene and start pose (:data:`CAMERA_WORLD_PARAMETERS` + ``mirrored``) from
+    ``world``, the sim node's (or stand-in's) parameters with their overrides."""
+    if not world_cameras(world):
+        return []
+    prefixes = CAMERA_WORLD_PARAMETERS + mirrored
+    parameters = {**{k: v for k, v in world.items() if k.startswith(prefixes)},
+                  **(extra or {}), **overrides}
+    return [NodeSpec(CAMERA_NODE, 'camera', f'{PACKAGE}.nodes.camera_node', namespace,
+                     (config,), parameters)]
+
+
 #: The parameter of the sim node, the planner and the bridge that loads a calibration.
 CALIBRATION_PARAMETER = 'calibration_file'
 
@@ -113,7 +162,9 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
     Args:
         robot: robot name under config/ or a path to a parameter YAML.
         namespace: namespace of both nodes ('' = root, as a driver would be).
-        overrides: node name -> parameter -> value, applied after the file.
+        overrides: node name -> parameter -> value, applied after the file; keys pybullet_sim,
+            joint_trajectory_controller, camera (which mirrors the pybullet_sim section and
+            overrides, :data:`CAMERA_WORLD_PARAMETERS`).
         use_sim_time: the controller follows /clock from the sim.
         calibration_file: a calibration (``rdt calibrate``) whose hardware dynamics the sim
             node's world takes ('' = none).
@@ -121,17 +172,57 @@ def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
     config = str(robot_config(robot))
     calibration = calibration_parameters(calibration_file)
     overrides = overrides or {}
-    unknown = sorted(set(overrides) - {SIM_NODE, CONTROLLER_NODE})
+    unknown = sorted(set(overrides) - {SIM_NODE, CONTROLLER_NODE, CAMERA_NODE})
     if unknown:
         raise ConfigError(f'parameter overrides for unknown nodes {unknown}; the sim graph has '
-                          f'{SIM_NODE} and {CONTROLLER_NODE}')
+                          f'{SIM_NODE}, {CONTROLLER_NODE} and ({CAMERA_NODE}, when the scene '
+                          'declares cameras)')
+    sim = {**read_node_parameters(Path(config), SIM_NODE), **overrides.get(SIM_NODE, {})}
     return [
         NodeSpec(SIM_NODE, 'sim_node', f'{PACKAGE}.nodes.sim_node', namespace, (config,),
                  {**calibration, **overrides.get(SIM_NODE, {})}),
         NodeSpec(CONTROLLER_NODE, 'emulated_controller',
                  f'{PACKAGE}.nodes.emulated_controller_node', namespace, (config,),
                  {'use_sim_time': use_sim_time, **overrides.get(CONTROLLER_NODE, {})}),
+        *camera_node(sim, namespace, config, overrides.get(CAMERA_NODE, {})),
     ]
+
+
+@dataclass(frozen=True)
+class RvizSpec:
+    """rviz2 as a launch file starts it beside a graph (``rviz:=true``).
+
+    The shipped configurations name their topics relative to one world (the twin's ``/sim``,
+    or the sim graph's namespace): rviz runs in that namespace, and tf2's absolute /tf and
+    /tf_static are remapped into it. The launch files and the test that checks each display
+    against the live graph take this one description.
+    """
+
+    config: str  # file under the package's config/
+    namespace: str = ''
+    remappings: tuple[tuple[str, str], ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve(self, topic: str) -> str:
+        """The fully qualified topic a display's topic name means for this rviz."""
+        ns = self.namespace.strip('/')
+        name = topic if topic.startswith('/') else (f'/{ns}/{topic}' if ns else f'/{topic}')
+        return dict(self.remappings).get(name, name)
+
+
+#: The shipped rviz configuration of each graph.
+RVIZ_CONFIGS = {'twin': 'rdt.rviz', 'sim': 'rdt_sim.rviz'}
+
+
+def rviz_spec(graph: str, namespace: str = '') -> RvizSpec:
+    """rviz2 for the ``twin`` graph (the twin's world under /sim: robot, ghost, prediction
+    markers, cameras) or the ``sim`` graph in ``namespace`` (robot, cameras). Both follow sim
+    time, as the world's stamps do."""
+    if graph not in RVIZ_CONFIGS:
+        raise ConfigError(f'rviz for graph {graph!r}: known graphs are {sorted(RVIZ_CONFIGS)}')
+    ns = TWIN_NAMESPACE if graph == 'twin' else namespace.strip('/')
+    remappings = tuple((f'/{t}', f'/{ns}/{t}') for t in ('tf', 'tf_static')) if ns else ()
+    return RvizSpec(RVIZ_CONFIGS[graph], ns, remappings, {'use_sim_time': True})
 
 
 STANDIN_NODE = 'standin_robot'
@@ -148,6 +239,14 @@ HARDWARE_NAMESPACE = 'hw'
 PLANNER_TWIN_PARAMETERS = ('robot_description_file', 'scene_file', 'physics_rate',
                            'update_rate', 'lockstep', 'position_gain', 'velocity_gain',
                            'gravity_compensation', 'initial_positions.')
+PREDICTION_VIEW_NODE = 'prediction_view'
+#: The sim node's parameters the prediction view takes over: it draws in the twin's world.
+PREDICTION_VIEW_TWIN_PARAMETERS = ('robot_description_file', 'scene_file', 'initial_positions.')
+#: Topics of the prediction view, relative to the twin's namespace.
+PREDICTION_MARKERS_TOPIC = 'prediction/markers'
+GHOST_JOINT_STATES_TOPIC = 'prediction/ghost_joint_states'
+#: The ghost's frames are the twin's links under this prefix (rviz RobotModel "TF Prefix").
+GHOST_TF_PREFIX = 'twin'
 
 
 @dataclass(frozen=True)
@@ -261,6 +360,49 @@ class TwinNames:
     def standin(self) -> str:
         return f'/{self.hardware_namespace}/{STANDIN_NODE}'
 
+    def camera_node(self, world_namespace: str) -> str:
+        """The camera node of a world: ``twin_namespace`` or ``hardware_namespace``."""
+        return f'/{world_namespace.strip("/")}/{CAMERA_NODE}'
+
+    def camera_topic(self, world_namespace: str, camera: str, what: str) -> str:
+        """A camera's topic in a world (``twin_namespace`` or ``hardware_namespace``);
+        ``what``: image, depth, camera_info or points (:data:`CAMERA_TOPICS`)."""
+        return f'/{world_namespace.strip("/")}/{camera_topic(camera, what)}'
+
+    def world_tf(self, world_namespace: str) -> tuple[str, str]:
+        """(tf, tf_static) of a world: its sim node's (or stand-in's) and cameras' frames."""
+        ns = world_namespace.strip('/')
+        return f'/{ns}/tf', f'/{ns}/tf_static'
+
+    @property
+    def prediction_view(self) -> str:
+        return f'/{self.twin_namespace}/{PREDICTION_VIEW_NODE}'
+
+    @property
+    def prediction_markers(self) -> str:
+        """The latest prediction drawn (visualization_msgs/MarkerArray, latched)."""
+        return f'/{self.twin_namespace}/{PREDICTION_MARKERS_TOPIC}'
+
+    @property
+    def ghost_joint_states(self) -> str:
+        """The predicted motion played back in real time (sensor_msgs/JointState)."""
+        return f'/{self.twin_namespace}/{GHOST_JOINT_STATES_TOPIC}'
+
+    @property
+    def sim_tf(self) -> str:
+        """The twin's TF (and the ghost's, under :data:`GHOST_TF_PREFIX`)."""
+        return f'/{self.twin_namespace}/tf'
+
+    @property
+    def sim_tf_static(self) -> str:
+        return f'/{self.twin_namespace}/tf_static'
+
+    @property
+    def robot_description(self) -> str:
+        """The twin's robot_description (std_msgs/String, latched): the URDF, meshes named by
+        absolute file:// URIs."""
+        return f'/{self.twin_namespace}/robot_description'
+
 
 def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
                armed: bool = False, client_controller: str = CONTROLLER_NODE,
@@ -280,8 +422,13 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         client_controller: the controller name clients use; the bridge serves it at the root.
         hardware_joint_states: joint_states topic of a real driver (default: next to it).
         overrides: node key -> parameter -> value; keys: pybullet_sim, joint_trajectory_controller
-            (both the twin's), planner, standin_robot, hardware_controller, bridge. The planner
-            mirrors the pybullet_sim section and overrides (:data:`PLANNER_TWIN_PARAMETERS`).
+            (both the twin's), planner, standin_robot, hardware_controller, bridge,
+            prediction_view, camera (the twin's), hardware_camera. The planner and the
+            prediction view mirror the pybullet_sim section and overrides
+            (:data:`PLANNER_TWIN_PARAMETERS`, :data:`PREDICTION_VIEW_TWIN_PARAMETERS`); each
+            camera node its world's (:data:`CAMERA_WORLD_PARAMETERS`; the stand-in's also its
+            payload and encoder offsets, :data:`CAMERA_HARDWARE_PARAMETERS`), and is there only
+            when that world's scene declares cameras.
         calibration_file: a calibration (``rdt calibrate``), one parameter for the twin's
             model of the hardware: the sim node's world takes its dynamics, the planner's
             predictions its whole hardware model, the bridge its divergence threshold (unless
@@ -291,7 +438,7 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
     calibration = calibration_parameters(calibration_file)
     overrides = dict(overrides or {})
     known = {SIM_NODE, CONTROLLER_NODE, PLANNER_NODE, STANDIN_NODE, 'hardware_controller',
-             'bridge'}
+             'bridge', PREDICTION_VIEW_NODE, CAMERA_NODE, 'hardware_camera'}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f'parameter overrides for unknown nodes {unknown}; known: '
@@ -317,6 +464,7 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
                  {'use_sim_time': True, **overrides.get(CONTROLLER_NODE, {})}),
         NodeSpec(PLANNER_NODE, 'planner', f'{PACKAGE}.nodes.planner_node', TWIN_NAMESPACE,
                  (config,), planner),
+        *camera_node(sim, TWIN_NAMESPACE, config, overrides.get(CAMERA_NODE, {})),
     ]
     if hardware == 'standin':
         hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
@@ -332,6 +480,11 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
                               HARDWARE_NAMESPACE, (config,),
                               {'niceness': HARDWARE_NICENESS, **overrides.get(STANDIN_NODE, {})},
                               hosted=(controller,)))
+        standin = {**read_node_parameters(Path(config), STANDIN_NODE),
+                   **overrides.get(STANDIN_NODE, {})}
+        specs += camera_node(standin, HARDWARE_NAMESPACE, config,
+                             overrides.get('hardware_camera', {}), CAMERA_HARDWARE_PARAMETERS,
+                             {'payload_parameters_node': names.standin})
     elif hardware:
         if not hardware.startswith('/'):
             raise ConfigError(f'hardware {hardware!r}: use "standin" or the fully qualified name '
@@ -359,6 +512,16 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         **calibration,
         **overrides.get('bridge', {}),
     }
+    view = {
+        **{k: v for k, v in sim.items() if k.startswith(PREDICTION_VIEW_TWIN_PARAMETERS)},
+        'verdicts': names.verdicts,
+        'divergence': names.divergence,
+        'joint_states': names.joint_states,
+        **overrides.get(PREDICTION_VIEW_NODE, {}),
+    }
+    specs.append(NodeSpec(PREDICTION_VIEW_NODE, 'prediction_view',
+                          f'{PACKAGE}.nodes.prediction_view_node', TWIN_NAMESPACE, (config,),
+                          view))
     specs.append(NodeSpec(client_controller, BRIDGE_EXECUTABLE, f'{PACKAGE}.nodes.bridge_node',
                           '', (), bridge))
     return specs

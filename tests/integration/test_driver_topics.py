@@ -2,7 +2,9 @@
 controller_state, feedback and query_state, seen from another process over DDS."""
 from __future__ import annotations
 
+import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
 from reverse_digital_twin.client import make_trajectory, wait_for
+from reverse_digital_twin.core.paths import resolve_mesh_uris
+from reverse_digital_twin.core.robot_model import parse_urdf
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, TF_QOS, seconds
 
 pytestmark = pytest.mark.integration
@@ -56,7 +60,14 @@ def collect(robot):
 def test_robot_description_is_latched_urdf(robot, collect):
     desc = collect(String, 'robot_description', LATCHED_QOS)
     assert desc.wait(), 'no robot_description for a late subscriber (must be transient local)'
-    assert desc.messages[0].data == robot.model.urdf_xml
+    published = desc.messages[0].data
+    # the robot's URDF, its meshes named by absolute file:// URIs that exist (any viewer finds
+    # them; pybullet_data's Panda names its meshes package://meshes/...)
+    assert parse_urdf(published).joints == robot.model.joints
+    assert published == resolve_mesh_uris(robot.model.urdf_xml, Path(robot.model.source).parent)
+    meshes = re.findall(r'<mesh[^>]*filename="([^"]*)"', published)
+    assert all(m.startswith('file:///') and Path(m[len('file://'):]).is_file() for m in meshes)
+    assert bool(meshes) == (robot.name == 'panda'), meshes  # rdt_arm6 is built of primitives
 
 
 def test_tf_covers_every_link(robot, collect):
@@ -66,8 +77,12 @@ def test_tf_covers_every_link(robot, collect):
     dynamic = {(t.header.frame_id, t.child_frame_id) for m in tf.messages for t in m.transforms}
     expected = {(j.parent, j.child) for j in robot.model.movable_joints}
     assert expected <= dynamic
-    latched = {(t.header.frame_id, t.child_frame_id) for t in static.messages[0].transforms}
-    assert ('world', robot.model.root_link) in latched
+
+    def latched_pairs():  # every latching publisher's message: the sim node's, the camera's
+        return {(t.header.frame_id, t.child_frame_id) for m in list(static.messages)
+                for t in m.transforms}
+    assert wait_for(lambda: ('world', robot.model.root_link) in latched_pairs(), 10)
+    latched = latched_pairs()
     assert {(j.parent, j.child) for j in robot.model.fixed_joints} <= latched
     # every link is reachable from the world frame
     children = {c for _, c in dynamic | latched}

@@ -135,9 +135,10 @@ def test_the_twin_graph_gives_the_file_to_the_sim_the_planner_and_the_bridge(
 
 def test_the_sim_graph_gives_the_file_to_the_sim_node(tmp_path):
     path = tmp_path / 'c.yaml'
-    sim, controller = sim_graph('rdt_arm6', calibration_file=str(path))
+    sim, controller, camera = sim_graph('rdt_arm6', calibration_file=str(path))
     assert sim.parameters[CALIBRATION_PARAMETER] == str(path)
     assert CALIBRATION_PARAMETER not in controller.parameters
+    assert CALIBRATION_PARAMETER not in camera.parameters  # it draws what the sim simulates
 
 
 def test_rdt_up_passes_calibration_on(tmp_path, monkeypatch):

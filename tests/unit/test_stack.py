@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize('robot', ['rdt_arm6', 'panda'])
 def test_sim_graph_names_both_nodes_with_their_config(robot):
-    sim, ctrl = sim_graph(robot, namespace='sim', overrides={'pybullet_sim': {'lockstep': True}})
+    sim, ctrl, _camera = sim_graph(robot, namespace='sim',
+                                   overrides={'pybullet_sim': {'lockstep': True}})
     assert sim.fully_qualified_name == '/sim/pybullet_sim'
     assert ctrl.fully_qualified_name == '/sim/joint_trajectory_controller'
     args = sim.ros_arguments()
@@ -56,9 +57,10 @@ def test_twin_graph_modes():
     specs = twin_graph('rdt_arm6', hardware='standin', target='shadow', armed=True)
     names = [s.fully_qualified_name for s in specs]
     assert names == ['/sim/pybullet_sim', '/sim/joint_trajectory_controller', '/sim/planner',
-                     '/hw/standin_robot', '/joint_trajectory_controller']
+                     '/sim/camera', '/hw/standin_robot', '/hw/camera', '/sim/prediction_view',
+                     '/joint_trajectory_controller']
     # the stand-in's process hosts its controller (as ros2_control_node hosts controllers)
-    standin = specs[3]
+    standin = specs[4]
     assert [n.fully_qualified_name for n in standin.nodes] == \
         ['/hw/standin_robot', '/hw/joint_trajectory_controller']
     bridge = specs[-1]
@@ -100,6 +102,28 @@ def test_the_planner_predicts_in_the_twins_world():
     assert 'controller_parameters_file' not in sim_spec.parameters  # the sim only simulates
 
 
+def test_the_prediction_view_draws_in_the_twins_world_from_the_bridges_reports():
+    from reverse_digital_twin.stack import twin_graph
+    names = TwinNames()
+    specs = twin_graph('panda', overrides={'pybullet_sim': {'physics_rate': 500.0},
+                                           'prediction_view': {'ghost_rate': 10.0}})
+    view = next(s for s in specs if s.name == 'prediction_view')
+    assert specs.index(view) == len(specs) - 2  # up before the bridge that it listens to
+    assert view.fully_qualified_name == names.prediction_view == '/sim/prediction_view'
+    sim = read_node_parameters(robot_config('panda'), 'pybullet_sim')
+    assert view.parameters['robot_description_file'] == sim['robot_description_file']
+    assert view.parameters['scene_file'] == sim['scene_file']
+    assert view.parameters['initial_positions.panda_finger_joint1'] == \
+        sim['initial_positions.panda_finger_joint1']
+    assert 'physics_rate' not in view.parameters  # it draws, it does not simulate
+    assert view.parameters['verdicts'] == names.verdicts
+    assert view.parameters['divergence'] == names.divergence
+    assert view.parameters['ghost_rate'] == 10.0
+    assert names.prediction_markers == '/sim/prediction/markers'
+    assert names.ghost_joint_states == '/sim/prediction/ghost_joint_states'
+    assert not any(s.name == 'prediction_view' for s in sim_graph('panda'))  # twin graph only
+
+
 def test_a_process_of_two_nodes_is_not_renamed_and_keys_each_nodes_overrides():
     """rcl's ``__node:=`` would rename every node of the process, and launch_ros keys a lone
     root node's dict by ``/**``: a hosting process gets neither, each node its own section."""
@@ -119,3 +143,39 @@ def test_a_process_of_two_nodes_is_not_renamed_and_keys_each_nodes_overrides():
     assert controller['action_monitor_rate'] == 30.0
     assert controller['use_sim_time'] is False and 'perturbation.payload_mass' not in controller
     assert 'joints' in controller and 'robot_description_file' in robot  # the robot file's
+
+
+def test_each_world_has_a_camera_node_mirroring_it_when_its_scene_declares_cameras(tmp_path):
+    from reverse_digital_twin.stack import CAMERA_NODE, twin_graph
+    names = TwinNames()
+    specs = {s.fully_qualified_name: s for s in twin_graph(
+        'panda', hardware='standin',
+        overrides={'standin_robot': {'perturbation.payload_mass': 2.0},
+                   'camera': {'niceness': 12}, 'hardware_camera': {'niceness': 15}})}
+    twin, hardware = specs[names.camera_node('sim')], specs[names.camera_node('hw')]
+    assert (twin.name, twin.executable, twin.namespace) == (CAMERA_NODE, 'camera', 'sim')
+    assert hardware.fully_qualified_name == '/hw/camera'
+    for camera, section in ((twin, 'pybullet_sim'), (hardware, 'standin_robot')):
+        world = read_node_parameters(robot_config('panda'), section)
+        mirrored = {k: v for k, v in world.items()
+                    if k.startswith(('robot_description_file', 'scene_file', 'initial_'))}
+        assert mirrored and mirrored.items() <= camera.parameters.items()
+        assert 'physics_rate' not in camera.parameters  # it renders, it does not simulate
+    assert twin.parameters['niceness'] == 12 and hardware.parameters['niceness'] == 15
+    # the real camera sees the stand-in's payload (overrides included) and true arm
+    assert hardware.parameters['perturbation.payload_mass'] == 2.0
+    assert hardware.parameters['perturbation.joint_offsets.panda_joint4'] == 0.002
+    assert hardware.parameters['payload_parameters_node'] == names.standin == '/hw/standin_robot'
+    assert not any(k.startswith('perturbation.') for k in twin.parameters)
+    assert names.camera_topic('sim', 'table_camera', 'points') == '/sim/table_camera/points'
+    assert names.camera_topic('hw', 'wrist_camera', 'depth') == '/hw/wrist_camera/depth/image_raw'
+    assert names.world_tf('hw') == ('/hw/tf', '/hw/tf_static')
+    # the sim graph: beside the sim node; none for a scene without cameras
+    assert [s.fully_qualified_name for s in sim_graph('rdt_arm6', 'x')][-1] == '/x/camera'
+    bare = tmp_path / 'scene.yaml'
+    bare.write_text('objects: []\n')
+    assert not any(s.name == CAMERA_NODE for s in sim_graph(
+        'rdt_arm6', overrides={'pybullet_sim': {'scene_file': str(bare)}}))
+    assert not any(s.name == CAMERA_NODE for s in twin_graph(
+        'rdt_arm6', hardware='standin', overrides={'pybullet_sim': {'scene_file': str(bare)},
+                                                   'standin_robot': {'scene_file': str(bare)}}))

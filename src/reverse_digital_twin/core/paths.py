@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from reverse_digital_twin.core.errors import ConfigError
@@ -53,3 +54,46 @@ def resolve(name: str, what: str = 'file') -> Path:
         if candidate.is_file():
             return candidate
     raise ConfigError(f'{what} not found: {name!r} (looked at {", ".join(map(str, tried))})')
+
+
+_MESH_FILENAME = re.compile(r'(<mesh\b[^>]*?\bfilename\s*=\s*)(["\'])(.*?)\2', re.S)
+
+
+def mesh_file(name: str, urdf_dir: Path | None) -> Path | None:
+    """The file a URDF's ``<mesh filename>`` names, or None if it cannot be found.
+
+    ``file://`` and absolute paths as they are; ``package://<pkg>/<path>`` in the ROS
+    package's share directory, else (as PyBullet reads it, e.g. pybullet_data's Panda) relative
+    to the URDF's directory with or without ``<pkg>``; other relative names from the URDF's
+    directory.
+    """
+    candidates: list[Path] = []
+    if name.startswith('file://'):
+        candidates.append(Path(name[len('file://'):]))
+    elif name.startswith('package://'):
+        try:
+            return resolve(name, 'mesh')
+        except ConfigError:
+            pass
+        rel = name[len('package://'):]
+        if urdf_dir is not None:
+            candidates += [urdf_dir / rel, urdf_dir / rel.partition('/')[2]]
+    elif Path(name).is_absolute():
+        candidates.append(Path(name))
+    elif urdf_dir is not None:
+        candidates.append(urdf_dir / name)
+    return next((c.resolve() for c in candidates if c.is_file()), None)
+
+
+def resolve_mesh_uris(urdf_xml: str, urdf_dir: Path | None) -> str:
+    """The URDF text with every mesh it can find named by an absolute ``file://`` URI.
+
+    A robot_description published this way is drawn by any viewer (rviz, the web view)
+    whatever its working directory, also for URDFs whose ``package://`` names no ROS package
+    (pybullet_data's). Meshes not found keep their names, for the viewer to report.
+    """
+    def absolute(match: re.Match) -> str:
+        found = mesh_file(match.group(3), urdf_dir)
+        uri = found.as_uri() if found is not None else match.group(3)
+        return f'{match.group(1)}{match.group(2)}{uri}{match.group(2)}'
+    return _MESH_FILENAME.sub(absolute, urdf_xml)

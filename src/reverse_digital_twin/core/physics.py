@@ -24,6 +24,7 @@ import pybullet
 from pybullet_utils import bullet_client
 
 from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.kinematics import tip_link
 from reverse_digital_twin.core.robot_model import RobotModel
 from reverse_digital_twin.core.scene import Scene
 
@@ -435,32 +436,9 @@ class PhysicsWorld:
 
     @property
     def tip_link(self) -> str:
-        """The link at the end of the arm, where a payload sits by default.
-
-        Found from the model, not by name: from the root, follow the child link whose subtree
-        holds the most movable joints; stop at a leaf or where two children tie (a gripper's
-        fingers). rdt_arm6 gives its flange frame, the Panda its hand.
-        """
-        children: dict[str, list] = {}
-        for joint in self.model.joints:
-            children.setdefault(joint.parent, []).append(joint)
-        depth: dict[str, int] = {}
-
-        def movable_depth(link: str) -> int:
-            if link not in depth:
-                depth[link] = max((int(j.movable) + movable_depth(j.child)
-                                   for j in children.get(link, ())), default=0)
-            return depth[link]
-
-        link = self.model.root_link
-        while children.get(link):
-            scored = [(int(j.movable) + movable_depth(j.child), j.child) for j in children[link]]
-            best = max(score for score, _ in scored)
-            leaders = [child for score, child in scored if score == best]
-            if len(leaders) != 1:
-                break
-            link = leaders[0]
-        return link
+        """The link at the end of the arm, where a payload sits by default
+        (:func:`core.kinematics.tip_link`: found from the model, not by name)."""
+        return tip_link(self.model)
 
     # --- geometry ---------------------------------------------------------------------------
     def contacts(self) -> list[tuple[str, str, tuple[float, float, float], float]]:
@@ -545,6 +523,72 @@ class PhysicsWorld:
                 **kwargs)
         return dict(zip(self._dofs, result))
 
+    def link_frame_pose(self, link: str) -> tuple[np.ndarray, np.ndarray]:
+        """World pose of any robot link frame, the root link included (:meth:`link_pose`
+        covers the links below it): position (3,) m, quaternion (x, y, z, w)."""
+        if link == self.model.root_link:
+            return (np.asarray(self.scene.robot_position, dtype=float),
+                    np.asarray(self._client.getQuaternionFromEuler(
+                        self.scene.robot_orientation_rpy), dtype=float))
+        return self.link_pose(link)
+
+    def link_com_pose(self, link: str) -> tuple[np.ndarray, np.ndarray]:
+        """World pose of a link's centre of mass (inertial) frame now, where a payload sits."""
+        state = self._client.getLinkState(self.robot_id, self._link(link),
+                                          computeForwardKinematics=True)
+        return np.asarray(state[0], dtype=float), np.asarray(state[1], dtype=float)
+
+    # --- rendering --------------------------------------------------------------------------
+    def render(self, view: Sequence[float], projection: Sequence[float], width: int,
+               height: int) -> tuple[np.ndarray, np.ndarray]:
+        """The world through a camera, by PyBullet's CPU renderer (TinyRenderer: headless,
+        no GPU, deterministic).
+
+        Args:
+            view, projection: OpenGL matrices, 16 floats column-major
+                (:func:`reverse_digital_twin.core.camera.view_matrix`, ``projection_matrix``).
+            width, height: image size (pixels).
+
+        Returns:
+            RGB (height, width, 3) uint8, row 0 at the top, and the OpenGL depth buffer
+            (height, width) float32 (0 near plane .. 1 far plane; see
+            ``core.camera.depth_from_buffer``). Principal point: :data:`RENDER_PRINCIPAL_OFFSET`.
+        """
+        _, _, rgba, depth, _ = pybullet.getCameraImage(
+            int(width), int(height), [float(v) for v in view], [float(v) for v in projection],
+            renderer=pybullet.ER_TINY_RENDERER, flags=pybullet.ER_NO_SEGMENTATION_MASK,
+            physicsClientId=self._cid)
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
+        return rgb, np.asarray(depth, dtype=np.float32).reshape(height, width)
+
+    def render_bare(self, view: Sequence[float], projection: Sequence[float], width: int,
+                    height: int) -> None:
+        """One call of PyBullet's getCameraImage (CPU renderer, no segmentation mask, as
+        :meth:`render`) and nothing else: the speed limit that benchmarks compare the camera
+        pipeline against."""
+        pybullet.getCameraImage(int(width), int(height), view, projection,
+                                renderer=pybullet.ER_TINY_RENDERER,
+                                flags=pybullet.ER_NO_SEGMENTATION_MASK, physicsClientId=self._cid)
+
+    def add_visual_box(self, half_extents: Sequence[float],
+                       rgba: Sequence[float] = (0.9, 0.75, 0.1, 1.0)) -> int:
+        """A box that is only seen (no mass, no collision: it changes no dynamics), e.g. to
+        show a payload in rendered images. Returns its body id for :meth:`place_body`."""
+        shape = self._client.createVisualShape(pybullet.GEOM_BOX,
+                                               halfExtents=[float(v) for v in half_extents],
+                                               rgbaColor=[float(v) for v in rgba])
+        return int(self._client.createMultiBody(baseMass=0.0, baseCollisionShapeIndex=-1,
+                                                baseVisualShapeIndex=shape))
+
+    def place_body(self, body: int, position: Sequence[float],
+                   quaternion: Sequence[float] = (0.0, 0.0, 0.0, 1.0)) -> None:
+        """Put a body (e.g. from :meth:`add_visual_box`) at a world pose."""
+        self._client.resetBasePositionAndOrientation(body, [float(v) for v in position],
+                                                     [float(v) for v in quaternion])
+
+    def remove_body(self, body: int) -> None:
+        self._client.removeBody(body)
+
     # --- state ------------------------------------------------------------------------------
     def reset_joints(self, positions: Mapping[str, float],
                      velocities: Mapping[str, float] | None = None) -> None:
@@ -586,15 +630,22 @@ class PhysicsWorld:
             self.remove_state(saved)
 
 
+#: Where the images of :meth:`PhysicsWorld.render` have their principal point, in pixels from
+#: the image's centre ((width - 1) / 2, (height - 1) / 2) in CameraInfo's convention (u right,
+#: v down): PyBullet's CPU renderer samples pixel corners and flips the rows, so its optical
+#: axis falls on (width / 2, height / 2 - 1). Measured against the geometry in
+#: tests/unit/test_camera.py; :class:`reverse_digital_twin.core.camera.Intrinsics` takes it.
+RENDER_PRINCIPAL_OFFSET = (0.5, -0.5)
+
+
 def render_rgb(world: PhysicsWorld, width: int = 640, height: int = 480,
                target: tuple[float, float, float] | None = None, distance: float = 1.8,
                yaw: float = 50.0, pitch: float = -25.0) -> np.ndarray:
-    """An RGB image (height, width, 3) uint8 of the world, from PyBullet's CPU renderer."""
+    """An RGB image (height, width, 3) uint8 of the world, from PyBullet's CPU renderer, seen
+    from an orbit around ``target`` (default: above the robot's base), for snapshots."""
     c = world.client
     if target is None:
         target = tuple(np.add(world.scene.robot_position, (0.0, 0.0, 0.3)))
     view = c.computeViewMatrixFromYawPitchRoll(target, distance, yaw, pitch, 0.0, 2)
     projection = c.computeProjectionMatrixFOV(50.0, width / height, 0.05, 20.0)
-    _, _, rgba, _, _ = c.getCameraImage(width, height, view, projection,
-                                        renderer=pybullet.ER_TINY_RENDERER)
-    return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
+    return world.render(view, projection, width, height)[0]

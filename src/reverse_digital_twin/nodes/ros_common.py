@@ -93,12 +93,14 @@ def declare(node: Node, name: str, default: Any, description: str,
         name, default, ParameterDescriptor(description=description, read_only=read_only)).value
 
 
-def declare_niceness(node: Node) -> int:
-    """The ``niceness`` parameter, applied by the node's main once its threads run."""
+def declare_niceness(node: Node, default: int = 0) -> int:
+    """The ``niceness`` parameter, applied by the node's main once its threads run; a node
+    whose work may wait (rendering) defaults to a positive one."""
     return int(declare(
-        node, 'niceness', 0, 'Scheduling niceness of the node\'s process, -20..19 (below 0 '
-        'needs root or CAP_SYS_NICE, else a warning): a hardware control loop runs at a raised '
-        'priority, as ros2_control\'s controller manager runs its loop at thread_priority',
+        node, 'niceness', int(default), 'Scheduling niceness of the node\'s process, -20..19 '
+        '(below 0 needs root or CAP_SYS_NICE, else a warning): a hardware control loop runs at '
+        'a raised priority, as ros2_control\'s controller manager runs its loop at '
+        'thread_priority; rendering at a lowered one, so that it yields to the physics',
         read_only=True))
 
 

@@ -25,7 +25,7 @@ from tf2_msgs.msg import TFMessage
 
 from reverse_digital_twin.core.calibration import Calibration
 from reverse_digital_twin.core.errors import ConfigError
-from reverse_digital_twin.core.paths import resolve
+from reverse_digital_twin.core.paths import resolve, resolve_mesh_uris
 from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
@@ -131,7 +131,10 @@ class SimNode(Node):
         self._command_ready = threading.Condition()
         self._running = True
         self._pace_origin: tuple[float, float] | None = None
-        self._description_pub.publish(String(data=self.model.urdf_xml))
+        # Meshes as absolute file:// URIs: viewers (rviz, `rdt view`) find them wherever they
+        # run, also pybullet_data's package:// names that name no ROS package
+        self._description_pub.publish(String(data=resolve_mesh_uris(
+            self.model.urdf_xml, urdf_path.parent)))
         self._publish_static_tf()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
