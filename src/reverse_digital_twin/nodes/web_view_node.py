@@ -60,8 +60,10 @@ class WebViewNode(Node):
         self.update_rate = float(declare(self, 'update_rate', 20.0,
                                          'Robot, ghost and marker updates sent to the page '
                                          'per second (Hz)', read_only=True))
-        self.image_rate = float(declare(self, 'image_rate', 4.0,
-                                        'Camera images sent to the page per second (Hz)',
+        self.image_rate = float(declare(self, 'image_rate', 1.0,
+                                        'Camera images sent to the page per second (Hz): '
+                                        'each redraws the page, in software where a browser '
+                                        'has no GPU',
                                         read_only=True))
         self.cloud_rate = float(declare(self, 'cloud_rate', 0.5,
                                         'Point clouds sent to the page per second (Hz)',

@@ -318,7 +318,7 @@ class WebPage:
             return  # the same cloud: not sent again
         self._last_cloud = (points, colors)
         self._cloud = self.server.scene.add_point_cloud(
-            '/camera/points', points, colors, point_size=0.006, point_shape='rounded',
+            '/camera/points', points, colors, point_size=0.004, point_shape='rounded',
             precision='float32')
 
     def set_status(self, markdown: str) -> None:
