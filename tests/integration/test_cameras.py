@@ -23,7 +23,8 @@ from reverse_digital_twin.client import wait_for
 from reverse_digital_twin.commander import TwinCommander
 from reverse_digital_twin.core import camera as cam
 from reverse_digital_twin.core.scene import CameraSpec, Scene
-from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, TF_QOS, seconds
+from reverse_digital_twin.nodes.ros_common import TF_QOS, seconds
+from reverse_digital_twin.nodes.ros_common import TF_STATIC_LISTENER_QOS
 from reverse_digital_twin.robot_setup import load_robot
 from reverse_digital_twin.runner import Stack
 from reverse_digital_twin.stack import TwinNames, twin_graph
@@ -78,7 +79,7 @@ class Graph:
         for world in self.worlds:
             self.transforms[world] = {}
             tf, tf_static = names.world_tf(world)
-            for topic, qos in ((tf, TF_QOS), (tf_static, LATCHED_QOS)):
+            for topic, qos in ((tf, TF_QOS), (tf_static, TF_STATIC_LISTENER_QOS)):
                 self._subs.append(node.create_subscription(
                     TFMessage, topic, lambda m, w=world: self._on_tf(w, m), qos))
         self._frames: dict[tuple[str, str], Frame] = {}

@@ -19,6 +19,7 @@ from reverse_digital_twin.client import make_trajectory, wait_for
 from reverse_digital_twin.core.paths import resolve_mesh_uris
 from reverse_digital_twin.core.robot_model import parse_urdf
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, TF_QOS, seconds
+from reverse_digital_twin.nodes.ros_common import TF_STATIC_LISTENER_QOS
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def test_robot_description_is_latched_urdf(robot, collect):
 
 def test_tf_covers_every_link(robot, collect):
     tf = collect(TFMessage, 'tf', TF_QOS)
-    static = collect(TFMessage, 'tf_static', LATCHED_QOS)
+    static = collect(TFMessage, 'tf_static', TF_STATIC_LISTENER_QOS)
     assert tf.wait(3) and static.wait()
     dynamic = {(t.header.frame_id, t.child_frame_id) for m in tf.messages for t in m.transforms}
     expected = {(j.parent, j.child) for j in robot.model.movable_joints}

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import TransformStamped
 from rcl_interfaces.msg import ParameterEvent, ParameterType
 from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
@@ -46,6 +45,7 @@ from reverse_digital_twin.core.paths import resolve
 from reverse_digital_twin.core.physics import RENDER_PRINCIPAL_OFFSET, PhysicsWorld
 from reverse_digital_twin.core.robot_model import load_robot_model, quaternion_from_rpy
 from reverse_digital_twin.core.scene import CameraSpec, Scene, load_scene
+from reverse_digital_twin.nodes.ros_common import transform_stamped
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, check_unknown_parameters
 from reverse_digital_twin.nodes.ros_common import declare, declare_niceness, seconds, to_time
 from reverse_digital_twin.stack import CAMERA_NODE, camera_topic
@@ -357,27 +357,16 @@ class CameraNode(Node):
     # --- TF -----------------------------------------------------------------------------
     def _publish_static_tf(self) -> None:
         transforms = []
+        static = to_time(0.0)  # static frames: stamp 0, as the sim node's
         for cam in self.cameras:
             spec = cam.spec
-            transforms.append(transform(spec.link or self.scene.world_frame, spec.frame,
-                                        spec.position, quaternion_from_rpy(*spec.orientation_rpy)))
-            transforms.append(transform(spec.frame, spec.optical_frame, (0.0, 0.0, 0.0),
-                                        geometry.OPTICAL_IN_LINK_QUATERNION))
+            transforms.append(transform_stamped(
+                spec.link or self.scene.world_frame, spec.frame, spec.position,
+                quaternion_from_rpy(*spec.orientation_rpy), static))
+            transforms.append(transform_stamped(spec.frame, spec.optical_frame, (0.0, 0.0, 0.0),
+                                                geometry.OPTICAL_IN_LINK_QUATERNION, static))
         if transforms:
             self._tf_static.publish(TFMessage(transforms=transforms))
-
-
-def transform(parent: str, child: str, translation, rotation) -> TransformStamped:
-    """A static transform (stamp 0, as the sim node's static ones)."""
-    t = TransformStamped()
-    t.header.stamp = to_time(0.0)
-    t.header.frame_id = parent
-    t.child_frame_id = child
-    (t.transform.translation.x, t.transform.translation.y,
-     t.transform.translation.z) = (float(v) for v in translation)
-    (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-     t.transform.rotation.w) = (float(v) for v in rotation)
-    return t
 
 
 _ENCODINGS: Mapping[str, tuple[str, int]] = {'uint8': ('rgb8', 3), 'float32': ('32FC1', 4)}

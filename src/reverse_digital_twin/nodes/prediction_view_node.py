@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from geometry_msgs.msg import Point, TransformStamped
+from geometry_msgs.msg import Point
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -42,6 +42,7 @@ from reverse_digital_twin.core.prediction_drawing import draw_divergence, draw_p
 from reverse_digital_twin.core.robot_model import joint_transform, load_robot_model
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
+from reverse_digital_twin.nodes.ros_common import transform_stamped
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS, TF_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
 from reverse_digital_twin.nodes.ros_common import to_time
@@ -301,30 +302,18 @@ class PredictionViewNode(Node):
         self._markers_pub.publish(self.markers())
 
     # --- the ghost --------------------------------------------------------------------------
-    def _transform(self, parent: str, child: str, translation, rotation,
-                   stamp) -> TransformStamped:
-        t = TransformStamped()
-        t.header.stamp = stamp
-        t.header.frame_id = parent
-        t.child_frame_id = child
-        (t.transform.translation.x, t.transform.translation.y,
-         t.transform.translation.z) = (float(v) for v in translation)
-        (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-         t.transform.rotation.w) = (float(v) for v in rotation)
-        return t
-
     def _publish_static_tf(self) -> None:
         """world -> twin/<root> where the scene puts the robot, and every fixed joint."""
         stamp = to_time(self.clock.now())
-        transforms = [self._transform(self.scene.world_frame, ghost_frame(self.model.root_link),
-                                      self.scene.robot_position,
-                                      quaternion_from_rpy(*self.scene.robot_orientation_rpy),
-                                      stamp)]
+        transforms = [transform_stamped(self.scene.world_frame, ghost_frame(self.model.root_link),
+                                        self.scene.robot_position,
+                                        quaternion_from_rpy(*self.scene.robot_orientation_rpy),
+                                        stamp)]
         for joint in self.model.fixed_joints:
             translation, rotation = joint_transform(joint, 0.0)
-            transforms.append(self._transform(ghost_frame(joint.parent),
-                                              ghost_frame(joint.child), translation, rotation,
-                                              stamp))
+            transforms.append(transform_stamped(ghost_frame(joint.parent),
+                                                ghost_frame(joint.child), translation, rotation,
+                                                stamp))
         self._tf_static_pub.publish(TFMessage(transforms=transforms))
 
     def ghost_positions(self) -> dict[str, float]:
@@ -349,9 +338,9 @@ class PredictionViewNode(Node):
         transforms = []
         for joint in joints:
             translation, rotation = joint_transform(joint, positions[joint.name])
-            transforms.append(self._transform(ghost_frame(joint.parent),
-                                              ghost_frame(joint.child), translation, rotation,
-                                              stamp))
+            transforms.append(transform_stamped(ghost_frame(joint.parent),
+                                                ghost_frame(joint.child), translation, rotation,
+                                                stamp))
         self._tf_pub.publish(TFMessage(transforms=transforms))
 
 

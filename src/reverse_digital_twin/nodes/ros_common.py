@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -34,6 +35,10 @@ SYSTEM_DEFAULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE
 #: /tf as tf2_ros broadcasts it.
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
+#: tf_static as tf2_ros listens to it: several nodes publish there (each world's sim node, its
+#: camera node, the ghost's view), each latching its own message; a depth of 1 would keep one.
+TF_STATIC_LISTENER_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 #: /clock as simulators publish it.
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
@@ -212,3 +217,17 @@ def declare_calibration(node: Node, joints: Sequence[str] | None,
         return Calibration.load(path, None if joints is None else list(joints))
     except ConfigError as exc:
         raise ConfigError(f'parameter {CALIBRATION_PARAMETER}: {exc}') from None
+
+
+def transform_stamped(parent: str, child: str, translation: Sequence[float],
+                      rotation: Sequence[float], stamp: Time) -> TransformStamped:
+    """One TF edge: ``child`` in ``parent``, quaternion (x, y, z, w) as in geometry_msgs."""
+    t = TransformStamped()
+    t.header.stamp = stamp
+    t.header.frame_id = parent
+    t.child_frame_id = child
+    (t.transform.translation.x, t.transform.translation.y,
+     t.transform.translation.z) = (float(v) for v in translation)
+    (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+     t.transform.rotation.w) = (float(v) for v in rotation)
+    return t

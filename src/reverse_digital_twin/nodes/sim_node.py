@@ -15,7 +15,6 @@ import threading
 import time
 
 import rclpy
-from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
@@ -31,6 +30,7 @@ from reverse_digital_twin.core.robot_model import joint_transform, load_robot_mo
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.nodes.side_executor import GIL_SWITCH_INTERVAL, SideExecutor
+from reverse_digital_twin.nodes.ros_common import transform_stamped
 from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, PHYSICS_QOS, TF_QOS
@@ -320,41 +320,29 @@ class SimNode(Node):
         """Hand the measured state to the controller: over ``physics/joint_states`` here."""
         self._state_pub.publish(msg)
 
-    def _transform(self, parent: str, child: str, translation, rotation,
-                   stamp) -> TransformStamped:
-        t = TransformStamped()
-        t.header.stamp = stamp
-        t.header.frame_id = parent
-        t.child_frame_id = child
-        (t.transform.translation.x, t.transform.translation.y,
-         t.transform.translation.z) = (float(v) for v in translation)
-        (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-         t.transform.rotation.w) = (float(v) for v in rotation)
-        return t
-
     def _publish_tf(self, now: float) -> None:
         stamp = to_time(self.stamp_time(now))
         state = self.world.read_state(self.joints)
         transforms = []
         for joint, q in zip(self.model.movable_joints, state.positions):
             translation, rotation = joint_transform(joint, float(q))
-            transforms.append(self._transform(joint.parent, joint.child, translation, rotation,
-                                              stamp))
+            transforms.append(transform_stamped(joint.parent, joint.child, translation, rotation,
+                                                stamp))
         self._tf_pub.publish(TFMessage(transforms=transforms))
 
     def _publish_static_tf(self) -> None:
         stamp = to_time(0.0)
         world = self.scene.world_frame
-        transforms = [self._transform(world, self.model.root_link, self.scene.robot_position,
-                                      quaternion_from_rpy(*self.scene.robot_orientation_rpy),
-                                      stamp)]
+        transforms = [transform_stamped(world, self.model.root_link, self.scene.robot_position,
+                                        quaternion_from_rpy(*self.scene.robot_orientation_rpy),
+                                        stamp)]
         for obj in self.scene.objects:
-            transforms.append(self._transform(world, obj.name, obj.position,
-                                              quaternion_from_rpy(*obj.orientation_rpy), stamp))
+            transforms.append(transform_stamped(world, obj.name, obj.position,
+                                                quaternion_from_rpy(*obj.orientation_rpy), stamp))
         for joint in self.model.fixed_joints:
             translation, rotation = joint_transform(joint, 0.0)
-            transforms.append(self._transform(joint.parent, joint.child, translation, rotation,
-                                              stamp))
+            transforms.append(transform_stamped(joint.parent, joint.child, translation, rotation,
+                                                stamp))
         self._tf_static_pub.publish(TFMessage(transforms=transforms))
 
     def stop(self) -> None:

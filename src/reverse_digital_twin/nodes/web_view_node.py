@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rdt_interfaces.msg import BridgeStatus, Verdict
 from sensor_msgs.msg import Image, JointState, PointCloud2
@@ -25,6 +25,7 @@ from reverse_digital_twin.commander import TwinCommander
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.transforms import Transform, TransformTree
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS, TF_QOS
+from reverse_digital_twin.nodes.ros_common import TF_STATIC_LISTENER_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare
 from reverse_digital_twin.stack import CONTROLLER_NODE, TwinNames
 from reverse_digital_twin.view.scene import MarkerScene, Primitive, camera_prefixes, decode_cloud
@@ -32,10 +33,6 @@ from reverse_digital_twin.view.scene import image_rgb
 from reverse_digital_twin.view.scene import in_frame, status_markdown, verdict_markdown
 
 NODE_NAME = 'web_view'
-#: tf_static as tf2_ros listens to it: several nodes publish there (each world's sim node, its
-#: camera node, the ghost's view), each latching its own message; a depth of 1 would keep one.
-TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 NO_CAMERA = 'none'
 
 
@@ -108,7 +105,7 @@ class WebViewNode(Node):
         n = self.names
         self.create_subscription(String, n.robot_description, self._on_description, LATCHED_QOS)
         self.create_subscription(TFMessage, n.sim_tf_static,
-                                 lambda m: self._on_tf(self._robot_tf, m), TF_STATIC_QOS)
+                                 lambda m: self._on_tf(self._robot_tf, m), TF_STATIC_LISTENER_QOS)
         # raw: 100 Hz joint states, of which the page shows the latest update_rate times a second
         self.create_subscription(JointState, n.joint_states, self._on_joints, SYSTEM_DEFAULT_QOS,
                                  raw=True)
@@ -251,7 +248,8 @@ class WebViewNode(Node):
             self.create_subscription(PointCloud2, f'{prefix}/points', self._on_cloud,
                                      qos_profile_sensor_data, raw=True),
             self.create_subscription(TFMessage, f'{world}/tf_static',
-                                     lambda m: self._on_tf(self._camera_tf, m), TF_STATIC_QOS),
+                                     lambda m: self._on_tf(self._camera_tf, m),
+                                     TF_STATIC_LISTENER_QOS),
             self.create_subscription(TFMessage, f'{world}/tf',
                                      lambda m: self._on_tf(self._camera_tf, m), TF_QOS)]
         self.page.set_camera_text(f'**{prefix}**: waiting for images')
