@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
+
+#: s: how long a client waits, before its first goal, for the action server to answer it at all
+HEARD_TIMEOUT = 10.0
 
 STATUS_NAMES = {GoalStatus.STATUS_SUCCEEDED: 'SUCCEEDED', GoalStatus.STATUS_ABORTED: 'ABORTED',
                 GoalStatus.STATUS_CANCELED: 'CANCELED', GoalStatus.STATUS_UNKNOWN: 'UNKNOWN'}
@@ -80,8 +84,9 @@ class TrajectoryClient:
     def __init__(self, node: Node, controller: str = '/joint_trajectory_controller',
                  joint_states: str = '/joint_states') -> None:
         self.node = node
-        self.action = SpinSafeActionClient(node, FollowJointTrajectory,
-                                           f'{controller.rstrip("/")}/follow_joint_trajectory')
+        self.action_name = f'{controller.rstrip("/")}/follow_joint_trajectory'
+        self.action = SpinSafeActionClient(node, FollowJointTrajectory, self.action_name)
+        self._heard = False  # the action server has answered this client (wait_until_heard)
         self._lock = threading.Lock()
         self._latest: JointState | None = None
         self.history: list[JointState] = []
@@ -138,6 +143,9 @@ class TrajectoryClient:
         goal.goal_tolerance = goal_tolerance or []
         if goal_time_tolerance is not None:
             goal.goal_time_tolerance = to_duration(goal_time_tolerance)
+        if not self._heard:
+            self._heard = wait_until_heard(self.node, FollowJointTrajectory, self.action_name,
+                                           HEARD_TIMEOUT)
         pending = _PendingGoal()
         future = self.action.send_goal_async(goal, feedback_callback=pending.feedback.append)
         future.add_done_callback(pending.on_response)
@@ -191,6 +199,37 @@ def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.02) 
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
+
+
+def wait_until_heard(node: Node, action_type: Any, action: str, timeout: float) -> bool:
+    """Wait until an action server answers this process at all; True if it did.
+
+    A goal sent before the server has discovered the client's reply reader is accepted and
+    runs, but its response is lost (DDS, volatile): the client waits forever for a goal that
+    moves the arm. A goal cannot be sent twice, so this asks something harmless until it is
+    answered: the result of a goal id that does not exist, which rclpy's and rclcpp's action
+    servers answer at once with STATUS_UNKNOWN. Call it from a thread the executor is not
+    running (it waits on the executor's answers).
+    """
+    srv = action_type.Impl.GetResultService
+    probe = node.create_client(srv, f'{action}/_action/get_result')
+    deadline = time.monotonic() + timeout
+    try:
+        if not wait_for(probe.service_is_ready, timeout, poll=0.01):
+            return False
+        request = srv.Request()
+        request.goal_id.uuid = list(uuid.uuid4().bytes)
+        wait = 0.25
+        while time.monotonic() < deadline:
+            future = probe.call_async(request)
+            if wait_for(future.done, min(wait, max(0.0, deadline - time.monotonic())),
+                        poll=0.002):
+                return True
+            probe.remove_pending_request(future)
+            wait = min(2 * wait, 2.0)
+        return False
+    finally:
+        node.destroy_client(probe)
 
 
 class BackgroundNode:

@@ -29,13 +29,13 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from reverse_digital_twin.client import GoalOutcome, SpinSafeActionClient, TrajectoryClient
-from reverse_digital_twin.client import wait_for
+from reverse_digital_twin.client import wait_for, wait_until_heard
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.stack import TwinNames
 
 TARGETS = ('sim', 'hardware', 'shadow')
-#: s: a first call to a service unanswered this long is sent once more (see call)
-FIRST_ANSWER_WAIT = 2.0
+#: s: a first call to a service unanswered this long is sent again, until its deadline (see call)
+FIRST_ANSWER_WAIT = 1.0
 
 
 class TwinError(RuntimeError):
@@ -179,13 +179,18 @@ class TwinCommander:
         future = client.call_async(request)
         if name not in self._answered:
             # A new client's request can reach the server before the server's response writer
-            # has discovered the client's reader; the answer is then lost (DDS, volatile). Ask
-            # once more if a first call stays unanswered for a moment.
-            first = min(FIRST_ANSWER_WAIT, max(0.0, deadline - time.monotonic()))
-            if not wait_for(future.done, first, poll=0.002) \
-                    and deadline - time.monotonic() > 0:
+            # has discovered the client's reader; the answer is then lost (DDS, volatile), and
+            # on a loaded machine discovery can take seconds. Until a service has answered
+            # once, the request is sent again after FIRST_ANSWER_WAIT s, then after twice that,
+            # and so on (a slow answer, such as a long prediction, is not asked for again and
+            # again): every service the commander calls (switch, arm, predict, parameters) is
+            # idempotent.
+            wait = FIRST_ANSWER_WAIT
+            while not wait_for(future.done, min(wait, max(0.0, deadline - time.monotonic())),
+                               poll=0.002) and deadline - time.monotonic() > 0:
                 client.remove_pending_request(future)
                 future = client.call_async(request)
+                wait *= 2
         if not wait_for(future.done, max(0.0, deadline - time.monotonic()), poll=0.002):
             client.remove_pending_request(future)
             raise TwinError(f'no answer from {name} within {timeout:g} s')
@@ -309,6 +314,11 @@ class TwinCommander:
             outcome.feedback.append(message.feedback)
             if on_feedback is not None:
                 on_feedback(message.feedback)
+        if action not in self._answered:
+            if not wait_until_heard(self.node, MoveTo, action,
+                                    max(0.0, deadline - time.monotonic())):
+                raise TwinError(f'no answer from {action} within {timeout:g} s')
+            self._answered.add(action)
         sent = self._move.send_goal_async(goal, feedback_callback=feedback)
         if not wait_for(sent.done, max(0.0, deadline - time.monotonic())):
             raise TwinError(f'no answer from {action} within {timeout:g} s')

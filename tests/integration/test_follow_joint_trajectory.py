@@ -29,9 +29,12 @@ def test_three_point_trajectory_reaches_the_last_point(at_home):
     assert outcome.error_code == Result.SUCCESSFUL
     assert outcome.error_string == 'Goal successfully reached!'
     assert outcome.feedback, 'no feedback during a 3 s goal'
-    assert robot.wait_messages(3)
-    error = np.abs(robot.positions() - waypoints[-1])
-    assert error.max() < 0.02, f'final error {error} exceeds the goal tolerance 0.02 rad'
+    # The controller judged the goal within its tolerance; with position commands it does not
+    # wait for the joints to stop (as upstream), so a lagging wrist may swing through once more
+    # (seen on the Panda on a loaded machine): the arm must come to rest at the last point.
+    assert wait_for(lambda: np.abs(robot.positions() - waypoints[-1]).max() < 0.02, 5.0), \
+        f'final error {np.abs(robot.positions() - waypoints[-1])} exceeds the goal ' \
+        'tolerance 0.02 rad'
 
 
 def test_joints_in_any_order_are_mapped_by_name(at_home):

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = 'sudo apt-get install -y chromium chromium-driver'
-WINDOW = (960, 640)
+WINDOW = (800, 560)  # fewer pixels for software WebGL, the layout unchanged
 #: s: a software-rendered page on a busy 2-core machine
 PAGE_TIMEOUT = 120.0
 
@@ -374,49 +374,45 @@ def test_the_camera_is_shown(browser, view, armed_twin):
 
 
 def test_a_refused_goal_is_drawn_on_the_page(browser, view, armed_twin):
-    """The twin's prediction of a refused goal: the verdict panel says why, the ghost stands
-    where the twin predicts the arm would go, and the predicted path and contact are drawn
-    red."""
+    """The twin's prediction of a refused goal: the verdict panel says why, the ghost leaves
+    the arm for where the twin predicts it would go, and the predicted path and contact are
+    drawn red. Two screenshot waits in all (each takes seconds in software WebGL)."""
     if 'prediction_view' not in executables(armed_twin):
         pytest.skip('the graph has no prediction view node')
     from reverse_digital_twin.core.prediction_drawing import UNSAFE_COLOUR  # noqa: PLC0415
     unsafe_rgb = tuple(int(round(c * 255)) for c in UNSAFE_COLOUR[:3])
-    # the camera's cloud shows the red pillar: hidden while counting red pixels
-    set_checkbox(browser, 'Show the point cloud', False)
-    _, before = scene_pixels(browser)
-    red_before = int(colour_mask(before, unsafe_rgb).sum())
-    ghost_before = int(colour_mask(before, GHOST_COLOR, min_saturation=0.3).sum())
-    unsafe = armed_twin.home.copy()
-    unsafe[0] = 1.57  # sweeps the arm through the pillar of the default scene
-    outcome = armed_twin.send([unsafe], [2.0])
-    assert outcome.status_name == 'ABORTED' and 'refused' in outcome.error_string
-    assert wait_text(browser, 'Verdict: UNSAFE', 30.0), page_text(browser)[-800:]
-    assert 'obstacle' in page_text(browser)
-    # the ghost held inside the robot until now; it leaves it for the predicted end
-    found: dict[str, Any] = {}
+    # the camera's cloud shows the red pillar, and the measured robot hides the ghost standing
+    # inside it: both hidden, the ghost and the drawing are all that is coloured
+    labels = ('Show the point cloud', 'Show the measured robot')
+    for label in labels:
+        set_checkbox(browser, label, False)
+    try:
+        _, before = scene_pixels(browser)
+        red_before = int(colour_mask(before, unsafe_rgb).sum())
+        ghost_before = colour_mask(before, GHOST_COLOR, min_saturation=0.3)
+        assert ghost_before.sum() > 200, 'no ghost drawn at the arm before the goal'
+        unsafe = armed_twin.home.copy()
+        unsafe[0] = 1.57  # sweeps the arm through the pillar of the default scene
+        outcome = armed_twin.send([unsafe], [2.0])
+        assert outcome.status_name == 'ABORTED' and 'refused' in outcome.error_string
+        assert wait_text(browser, 'Verdict: UNSAFE', 30.0), page_text(browser)[-800:]
+        assert 'obstacle' in page_text(browser)
+        found: dict[str, Any] = {}
 
-    def ghost_shown() -> bool:
-        found['png'], image = scene_pixels(browser)
-        found['ghost'] = int(colour_mask(image, GHOST_COLOR, min_saturation=0.3).sum())
-        return found['ghost'] > ghost_before + 200
-    assert wait_for(ghost_shown, PAGE_TIMEOUT, poll=0.5), \
-        f'ghost pixels {ghost_before} -> {found.get("ghost")}'
-    # the robot, its ghost, the prediction drawn, the verdict and the camera's image
-    save(found['png'], 'web_view.png')
-    # the path and the contact lie along the arm: seen with the robots hidden
-    set_checkbox(browser, 'Show the measured robot', False)
-    set_checkbox(browser, 'Show the twin\'s ghost', False)
-
-    def path_drawn() -> bool:
-        _, image = scene_pixels(browser)
-        found['red'] = int(colour_mask(image, unsafe_rgb).sum())
-        return found['red'] > red_before + 50
-    assert wait_for(path_drawn, PAGE_TIMEOUT, poll=0.5), \
-        f'red pixels {red_before} -> {found.get("red")}'
-    for label in ('Show the point cloud', 'Show the measured robot', 'Show the twin\'s ghost'):
-        set_checkbox(browser, label, True)
-    print(f'\nred pixels {red_before} -> {found["red"]}, ghost {ghost_before} -> '
-          f'{found["ghost"]}')
+        def drawn() -> bool:
+            _, image = scene_pixels(browser)
+            ghost = colour_mask(image, GHOST_COLOR, min_saturation=0.3)
+            found['moved'] = int((ghost & ~ghost_before).sum())
+            found['red'] = int(colour_mask(image, unsafe_rgb).sum())
+            return found['moved'] > 200 and found['red'] > red_before + 20  # a thin line
+        assert wait_for(drawn, PAGE_TIMEOUT, poll=0.5), \
+            f'ghost pixels off the arm {found.get("moved")}, red {red_before} -> ' \
+            f'{found.get("red")}'
+    finally:
+        for label in labels:
+            set_checkbox(browser, label, True)
+    print(f'\nred pixels {red_before} -> {found["red"]}, ghost pixels away from the arm '
+          f'{found["moved"]}')
 
 
 def test_disarm_and_arm_from_the_page_reach_the_bridge(browser, view, armed_twin):

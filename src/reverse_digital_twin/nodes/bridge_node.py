@@ -227,6 +227,10 @@ class Bridge(Node):
         self._screened: list[tuple[FollowJointTrajectory.Goal, Screening]] = []
         self._starting: list[GoalRecord[Execution]] = []  # accepted, execute not yet called
         self._stream_pending: JointTrajectory | None = None  # newest streamed trajectory
+        # Goals accepted so far: a streamed trajectory still being predicted when a goal is
+        # accepted is older than that goal, and must not replace it at the target afterwards
+        self._goals_accepted = 0
+        self._stream_epoch = 0  # _goals_accepted when the pending streamed message arrived
         self._stream_busy = False
         self._planner_answered = False  # see _predict
         self._predict_client = self.create_client(PredictTrajectory, self.predict_service,
@@ -234,8 +238,9 @@ class Bridge(Node):
         # joint_states of the active target, relayed on a thread of their own
         self._relay = StateRelay(self, {'sim': sim_js, 'hardware': hw_js},
                                  lambda: self._active_link().name, self._on_joint_states)
-        self._state_pub = self.create_publisher(JointTrajectoryControllerState,
-                                                '~/controller_state', SYSTEM_DEFAULT_QOS)
+        self._relay.also_relay(JointTrajectoryControllerState, {
+            name: f'{link.controller}/controller_state' for name, link in self.links.items()},
+            self.resolve_topic_name('~/controller_state'))
         self._status_pub = self.create_publisher(BridgeStatus, '~/status', LATCHED_QOS)
         self._divergence_pub = self.create_publisher(Divergence, '~/divergence',
                                                      SYSTEM_DEFAULT_QOS)
@@ -245,11 +250,6 @@ class Bridge(Node):
         self._topic_pubs = {name: self.create_publisher(
             JointTrajectory, f'{link.controller}/joint_trajectory', SYSTEM_DEFAULT_QOS)
             for name, link in self.links.items()}
-        for name in ('sim', 'hardware'):
-            self.create_subscription(
-                JointTrajectoryControllerState,
-                f'{self.links[name].controller}/controller_state',
-                lambda msg, n=name: self._on_controller_state(n, msg), SYSTEM_DEFAULT_QOS)
         self.create_subscription(JointTrajectory, '~/joint_trajectory', self._on_trajectory,
                                  SYSTEM_DEFAULT_QOS)
         # Clients wait for this action server: offer it only once the twin can answer.
@@ -259,7 +259,10 @@ class Bridge(Node):
         self.create_service(SetBool, '~/arm_hardware', self._on_arm)
         self._syncing = False  # True while the node mirrors a service call into its parameters
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # The watchdogs run at 100 Hz while a goal is out at a target, and not at all between
+        # goals (an idle wake-up of this executor costs as much as a relayed message).
         self._watch_timer = self.create_timer(0.01, self._watch, clock=self._wall)
+        self._watch_timer.cancel()
         self._publish_status('started')
         self.get_logger().info(f'target {self.switch.target.value}; sim {sim_ctrl}, hardware '
                                f'{hw_ctrl}')
@@ -326,10 +329,6 @@ class Bridge(Node):
         link.joint_states = msg
         link.arrival = now
         link.monitor.arrived(now)
-
-    def _on_controller_state(self, name: str, msg: JointTrajectoryControllerState) -> None:
-        if self.links[name] is self._active_link():
-            self._state_pub.publish(msg)
 
     @staticmethod
     def _measured(link: TargetLink, joints: list[str]) -> list[float] | None:
@@ -524,6 +523,7 @@ class Bridge(Node):
                 previous.data.stop_target = False
             record = self.goals.accept(handle, execution, GoalOutcome(
                 GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL), PREEMPTED_MESSAGE))
+            self._goals_accepted += 1
             self.switch.goal_active = True
             self._publish_status('goal accepted')
         self._starting.append(record)
@@ -598,6 +598,7 @@ class Bridge(Node):
         execution.timeout = execution_timeout(duration, seconds(request.goal_time_tolerance),
                                               self.timeout_scale, self.timeout_margin)
         execution.forwarded = self._now()
+        self._watch_timer.reset()
         goal_handle = await link.action.send_goal_async(
             goal, feedback_callback=lambda fb: self._relay_feedback(record, fb))
         superseded, execution.superseded = execution.superseded, None
@@ -667,6 +668,7 @@ class Bridge(Node):
     def _watch(self) -> None:
         record = self.goals.active
         if record is None:
+            self._watch_timer.cancel()  # reset when the next goal is sent to a target
             return
         execution = record.data
         if execution.link is None or execution.forwarded == 0.0:
@@ -741,7 +743,7 @@ class Bridge(Node):
         if not self.predict:
             self._topic_pubs[link.name].publish(msg)
             return
-        self._stream_pending = msg
+        self._stream_pending, self._stream_epoch = msg, self._goals_accepted
         if not self._stream_busy:
             self._stream_busy = True
             self.executor.create_task(self._stream)
@@ -750,6 +752,7 @@ class Bridge(Node):
         try:
             while self._stream_pending is not None:
                 msg, self._stream_pending = self._stream_pending, None
+                epoch = self._stream_epoch
                 link = self._active_link()
                 duration = seconds(msg.points[-1].time_from_start) if msg.points else 0.0
                 read_at = self._now()
@@ -771,6 +774,10 @@ class Bridge(Node):
                 if link is not self._active_link():
                     self.get_logger().error('Trajectory ignored: the target changed while it '
                                             'was predicted')
+                    continue
+                if epoch != self._goals_accepted:
+                    self.get_logger().warning('Trajectory ignored: a goal accepted while it was '
+                                              'predicted is newer')
                     continue
                 self._topic_pubs[link.name].publish(self._restamped(msg, link, screening))
         finally:

@@ -38,6 +38,7 @@ from reverse_digital_twin.core.goal_lifecycle import report
 from reverse_digital_twin.core.robot_model import parse_urdf
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.core.trajectory import JointSample
+from reverse_digital_twin.nodes.side_executor import SideExecutor
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, PHYSICS_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import declare, goal_from_msg, point_msg, seconds
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, to_time
@@ -90,8 +91,12 @@ class EmulatedController(Node):
         # and streamed trajectories arrive in the executor's: one lock around the core.
         self._lock = threading.RLock()
 
-        self._command_pub = self.create_publisher(JointState, 'physics/joint_commands',
-                                                  PHYSICS_QOS)
+        # The control cycle answers each physics state on a thread of its own (see
+        # side_executor): on this node's executor every state would wake the action server,
+        # services and timers too, and the sim waits for the command.
+        self._physics: SideExecutor | None = SideExecutor(self, 'physics')
+        self._command_pub = self._physics.node.create_publisher(
+            JointState, self.resolve_topic_name('physics/joint_commands'), PHYSICS_QOS)
         self._joint_states_pub = self.create_publisher(JointState, 'joint_states',
                                                        SYSTEM_DEFAULT_QOS)
         self._dynamic_pub = self.create_publisher(DynamicJointState, 'dynamic_joint_states',
@@ -99,8 +104,8 @@ class EmulatedController(Node):
         self._state_pub = self.create_publisher(JointTrajectoryControllerState,
                                                 '~/controller_state', SYSTEM_DEFAULT_QOS)
         self.create_subscription(String, 'robot_description', self._on_description, LATCHED_QOS)
-        self._physics_sub = self.create_subscription(
-            JointState, 'physics/joint_states', self._on_physics_state, PHYSICS_QOS)
+        self._physics.subscribe(JointState, self.resolve_topic_name('physics/joint_states'),
+                                self._on_physics_state, PHYSICS_QOS)
         self.create_subscription(JointTrajectory, '~/joint_trajectory', self._on_trajectory,
                                  SYSTEM_DEFAULT_QOS)
         self._action_server = ActionServer(
@@ -115,9 +120,18 @@ class EmulatedController(Node):
     def run_in_process(self) -> None:
         """The hardware loop in this process calls :meth:`control_cycle` itself: no physics
         topics between the two (nothing to be late on a busy machine)."""
-        self.destroy_subscription(self._physics_sub)
-        self.destroy_publisher(self._command_pub)
-        self._physics_sub = self._command_pub = None
+        if self._physics is not None:
+            self._physics.node.destroy_node()
+        self._physics = self._command_pub = None
+
+    def start(self) -> None:
+        """Answer physics states (the node is fully configured by now)."""
+        if self._physics is not None:
+            self._physics.start()
+
+    def stop(self) -> None:
+        if self._physics is not None:
+            self._physics.stop()
 
     # --- configuration from the robot description -------------------------------------------
     def _on_description(self, msg: String) -> None:

@@ -35,6 +35,7 @@ from reverse_digital_twin.core.robot_model import load_robot_model
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.nodes.move_to import MoveToServer
+from reverse_digital_twin.nodes.side_executor import SideExecutor
 from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import declare_motor_settings
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, check_unknown_parameters
@@ -157,8 +158,11 @@ class PlannerNode(Node):
         self._state: TwinState | None = None
         self._state_lock = threading.Lock()
         group = ReentrantCallbackGroup()  # predictions answer concurrently
-        self.create_subscription(JointState, twin_joint_states, self._on_twin_state,
-                                 SYSTEM_DEFAULT_QOS, callback_group=group)
+        # The twin's 100 Hz joint states on a thread of their own (see side_executor): on this
+        # node's multi-threaded executor each would wake every entity of it
+        self._twin_state = SideExecutor(self, 'twin_state')
+        self._twin_state.subscribe(JointState, self.resolve_topic_name(twin_joint_states),
+                                   self._on_twin_state, SYSTEM_DEFAULT_QOS)
         self._start_args = (group, bridge_controller, move_start)
         self.move_to: MoveToServer | None = None
         self.get_logger().info(
@@ -177,6 +181,7 @@ class PlannerNode(Node):
     def start(self) -> None:
         """Launch the workers (each builds its world), then serve."""
         self.pool.start()
+        self._twin_state.start()
         group, bridge_controller, move_start = self._start_args
         self.create_service(PredictTrajectory, '~/predict_trajectory', self._on_predict,
                             callback_group=group)
@@ -184,6 +189,7 @@ class PlannerNode(Node):
         self.get_logger().info(f'{self.pool.size} prediction worker(s) ready')
 
     def stop(self) -> None:
+        self._twin_state.stop()
         if self.move_to is not None:
             self.move_to.destroy()
         self.pool.close()
