@@ -1,9 +1,10 @@
 """`make bench` / `python -m benchmarks`: every benchmark of the run, one table, one JSON.
 
 Runs bench_core (physics, lockstep, raw rclpy) and bench_bridge (the running twin graph), and,
-if present, bench_prediction, bench_planner, bench_calibration and bench_cameras (each
-``measure(robot) -> dict``); merges their figures, prints each with its same-run ratio or target,
-and writes artifacts/benchmarks.json with a ``targets`` section marking each target met or missed.
+if present, bench_prediction, bench_planner, bench_calibration, bench_cameras, bench_planning
+and bench_sweep (each ``measure(robot) -> dict``); merges their figures, prints each with its
+same-run ratio or target, and writes artifacts/benchmarks.json with a ``targets`` section marking
+each target met or missed.
 
 ``--only`` re-runs some benchmarks and keeps the other benchmarks' figures already in the file
 (``measured_at`` says when each benchmark ran; every ratio is still computed within one
@@ -26,7 +27,8 @@ from types import ModuleType
 
 from benchmarks import ROOT, Target, isolate, log
 
-MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras')
+MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras', 'planning',
+           'sweep')
 
 
 def _load(name: str) -> ModuleType | None:

@@ -234,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                                help='fit the twin to recorded hardware motion, or record such '
                                'motion with --excite (rdt calibrate -h)')
     calibrate.set_defaults(func=None)
+    sweep = sub.add_parser('sweep', add_help=False,
+                           help='roll a motion out under N drawn edge-case scenarios (payload, '
+                           'locked joint, noise, obstacle...) and report the probability of '
+                           'success, collision and limit violations (rdt sweep -h)')
+    sweep.set_defaults(func=None)
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == 'move':
@@ -245,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == 'calibrate':
         from reverse_digital_twin.calibrate_cli import calibrate_main  # noqa: PLC0415
         return calibrate_main(argv[1:])
+    if argv and argv[0] == 'sweep':
+        from reverse_digital_twin.sweep_cli import sweep_main  # noqa: PLC0415
+        return sweep_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

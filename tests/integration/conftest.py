@@ -246,3 +246,28 @@ def fresh(twin: Twin) -> Twin:
     """The twin graph with both worlds at home, target sim, hardware disarmed."""
     twin.reset()
     return twin
+
+
+def contacts_along(twin: Twin, states: list) -> list:
+    """Contacts of the robot with anything (scene, itself) in recorded joint states, checked in
+    a world of the twin's URDF and scene (the planner's own checker, no margins)."""
+    from reverse_digital_twin.core.paths import resolve
+    from reverse_digital_twin.core.physics import PhysicsWorld
+    from reverse_digital_twin.core.planning import CollisionChecker
+    from reverse_digital_twin.core.scene import load_scene
+    from reverse_digital_twin.robot_setup import robot_config
+    from reverse_digital_twin.ros_params import read_node_parameters
+    from reverse_digital_twin.stack import SIM_NODE
+    sim = read_node_parameters(robot_config(twin.name), SIM_NODE)
+    with PhysicsWorld(twin.model, str(resolve(sim['robot_description_file'])),
+                      load_scene(resolve(sim['scene_file']))) as world:
+        checker = CollisionChecker(world, twin.joints,
+                                   home=dict(zip(twin.joints, map(float, twin.home))))
+        found = []
+        for msg in states:
+            index = {n: i for i, n in enumerate(msg.name)}
+            q = np.array([msg.position[index[j]] for j in twin.joints])
+            contact = checker.contact(q)
+            if contact is not None:
+                found.append((q.round(3).tolist(), contact))
+        return found

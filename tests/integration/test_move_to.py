@@ -11,6 +11,8 @@ import pytest
 
 from reverse_digital_twin.client import wait_for
 
+from .conftest import contacts_along
+
 pytestmark = pytest.mark.integration
 RDT = [sys.executable, '-m', 'reverse_digital_twin.cli', 'move']
 
@@ -35,18 +37,55 @@ def test_move_to_joint_target_runs_on_the_active_target(twin):
     assert np.abs(twin.positions(twin.hw) - twin.home).max() < 5e-3  # target was sim
 
 
-def test_move_into_the_obstacle_is_refused_and_nothing_moves(twin):
+def test_a_target_behind_the_obstacle_is_reached_around_it(twin):
+    """The straight line from home to pan 1.57 drives the forearm through the pillar (the
+    prediction refuses it: test_bridge_gate, test_twin); move_to plans around it and the
+    hardware gets there without touching anything."""
     twin.reset()
     assert twin.arm(True).success and twin.switch('hardware').success
     target = twin.home.copy()
-    target[0] = 1.57  # the sweep of config/scene_default.yaml
+    target[0] = 1.57
+    twin.hw.history.clear()
+    twin.hw.record = True
+    try:
+        result = _move('--joints', ','.join(f'{q:.4f}' for q in target))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert wait_for(lambda: np.abs(twin.positions(twin.hw) - target).max() < 0.01, 10)
+    finally:
+        twin.hw.record = False
+    states = list(twin.hw.history)
+    assert len(states) > 100, 'too few hardware joint states recorded'
+    assert contacts_along(twin, states) == []
+    # back the way it came (a straight line home would cross the pillar again)
+    home = _move('--joints', ','.join(f'{q:.4f}' for q in twin.home))
+    assert home.returncode == 0, home.stdout + home.stderr
+    assert wait_for(lambda: np.abs(twin.positions(twin.hw) - twin.home).max() < 5e-3, 10)
+    twin.reset()
+
+
+def test_a_target_in_the_obstacle_is_refused_with_the_reason_and_nothing_moves(twin):
+    twin.reset()
+    assert twin.arm(True).success and twin.switch('hardware').success
+    target = twin.home.copy()
+    target[0] = 0.5  # the forearm inside the pillar of config/scene_default.yaml
     before = twin.positions(twin.hw)
     result = _move('--joints', ','.join(f'{q:.4f}' for q in target))
     assert result.returncode == 1
+    assert 'goal_in_collision' in result.stdout + result.stderr
     assert 'obstacle' in result.stdout + result.stderr
     count = twin.hw.received
     assert wait_for(lambda: twin.hw.received > count + 30, 5)
     assert np.abs(twin.positions(twin.hw) - before).max() < 2e-3
+
+
+def test_an_unreachable_pose_is_refused_with_the_reason(twin):
+    twin.reset()
+    before = twin.positions(twin.sim)
+    result = _move('--pose', '5.0', '0.0', '1.0')  # metres beyond any arm's reach
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'unreachable' in result.stdout + result.stderr
+    assert 'Traceback' not in result.stdout + result.stderr
+    assert np.abs(twin.positions(twin.sim) - before).max() < 2e-3
 
 
 def test_bad_move_requests_are_clear_errors(twin):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -60,6 +60,24 @@ class DynamicsSource(Protocol):
     def joint_torques(self, world: 'PhysicsWorld',
                       torques: Mapping[str, float]) -> dict[str, float]:
         """Joint -> torque to add this step, given the torques applied so far (effort mode)."""
+
+
+@dataclass(frozen=True, eq=False)
+class DistanceQuery:
+    """Which distances :meth:`PhysicsWorld.first_closer` checks, and how close is too close;
+    made by :meth:`PhysicsWorld.distance_query`, for that world only (it holds its indices)."""
+
+    link_pairs: tuple[tuple[str, str], ...]  # robot link pairs
+    link_distance: float  # m: a link pair closer than this is too close
+    objects: tuple[str, ...]  # scene objects
+    object_distance: tuple[float, ...]  # m, per object
+    object_links: tuple[frozenset[str], ...]  # robot links measured against each object
+    _links: tuple[int, ...] = ()  # PyBullet link indices of every link measured
+    _pair_rows: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # per pair: rows of _links
+    _object_ids: tuple[int, ...] = ()
+    _object_boxes: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()  # world AABBs
+    _object_rows: tuple[tuple[int, ...], ...] = ()  # per object: rows of _links checked on it
+    _link_names: Mapping[int, str] = field(default_factory=dict)
 
 
 class PhysicsWorld:
@@ -474,6 +492,135 @@ class PhysicsWorld:
                     out.append((a, b, min(float(p[8]) for p in points)))
         return out
 
+    def distance_query(self, link_pairs: Iterable[tuple[str, str]], link_distance: float,
+                       object_links: Mapping[str, Iterable[str]],
+                       object_distance: Mapping[str, float]) -> DistanceQuery:
+        """Prepare :meth:`first_closer` / :meth:`query_distances`: names resolved to PyBullet
+        indices once, because a planner asks the same question for thousands of states. The
+        scene objects' bounding boxes are taken now: make a new query after moving them.
+
+        Args:
+            link_pairs: robot link pairs (root link by name too) measured against each other.
+            link_distance: a robot link pair closer than this (m) is too close.
+            object_links: scene object -> the robot links measured against it.
+            object_distance: scene object -> how close (m) a robot link may come to it.
+
+        Raises:
+            ValueError: an unknown link or scene object, or a non-finite distance.
+        """
+        c = self._client
+        index = dict(self.link_index)
+        index[self.model.root_link] = -1
+
+        def link(name: str) -> int:
+            if name not in index:
+                raise ValueError(f'{name!r} is not a link of robot {self.model.name!r}; its '
+                                 f'links are {sorted(index)}')
+            return index[name]
+
+        pairs = tuple((str(a), str(b)) for a, b in link_pairs)
+        unknown = sorted(set(object_links) - set(self.object_ids))
+        if unknown:
+            raise ValueError(f'{unknown} are not scene objects; the scene has '
+                             f'{sorted(self.object_ids)}')
+        objects = tuple(object_links)
+        distances = [float(link_distance)] + [float(object_distance[o]) for o in objects]
+        if not all(math.isfinite(d) for d in distances):
+            raise ValueError(f'distances must be finite (m), got {distances}')
+        links = sorted({link(n) for pair in pairs for n in pair}
+                       | {link(n) for o in objects for n in object_links[o]})
+        row = {i: k for k, i in enumerate(links)}
+        boxes = []
+        for o in objects:  # the union of the object's links' boxes
+            body = self.object_ids[o]
+            corners = np.array([c.getAABB(body, i) for i in range(-1, c.getNumJoints(body))])
+            boxes.append((tuple(corners[:, 0].min(axis=0).tolist()),
+                          tuple(corners[:, 1].max(axis=0).tolist())))
+        return DistanceQuery(
+            link_pairs=pairs, link_distance=distances[0], objects=objects,
+            object_distance=tuple(distances[1:]),
+            object_links=tuple(frozenset(object_links[o]) for o in objects),
+            _links=tuple(links),
+            _pair_rows=(tuple(row[link(a)] for a, _ in pairs),
+                        tuple(row[link(b)] for _, b in pairs)),
+            _object_ids=tuple(self.object_ids[o] for o in objects),
+            _object_boxes=tuple(boxes),
+            _object_rows=tuple(tuple(sorted(row[link(n)] for n in object_links[o]))
+                               for o in objects),
+            _link_names={i: n for n, i in index.items()})
+
+    def first_closer(self, query: DistanceQuery) -> tuple[str, str, float] | None:
+        """The first pair of ``query`` closer than its distance now: (robot link, other robot
+        link or scene object, distance m, negative when penetrating), or None when all are
+        clear. Bounding boxes first: only pairs whose boxes come that close are measured.
+        (Plain Python loops: for the dozens of boxes of an arm they beat numpy's call costs.)"""
+        cid, body, closest = self._cid, self.robot_id, pybullet.getClosestPoints
+        aabb, links = pybullet.getAABB, query._links
+        boxes = [aabb(body, i, physicsClientId=cid) for i in links]
+        for obj, ((ox0, oy0, oz0), (ox1, oy1, oz1)), rows, limit, name in zip(
+                query._object_ids, query._object_boxes, query._object_rows,
+                query.object_distance, query.objects):
+            for k in rows:
+                (x0, y0, z0), (x1, y1, z1) = boxes[k]
+                if x0 - ox1 < limit and ox0 - x1 < limit and y0 - oy1 < limit \
+                        and oy0 - y1 < limit and z0 - oz1 < limit and oz0 - z1 < limit:
+                    points = closest(body, obj, limit, linkIndexA=links[k],
+                                     physicsClientId=cid)
+                    if points:
+                        d = min(p[8] for p in points)
+                        if d < limit:
+                            return query._link_names[links[k]], name, float(d)
+        limit = query.link_distance
+        for ka, kb, pair in zip(*query._pair_rows, query.link_pairs):
+            (ax0, ay0, az0), (ax1, ay1, az1) = boxes[ka]
+            (bx0, by0, bz0), (bx1, by1, bz1) = boxes[kb]
+            if ax0 - bx1 < limit and bx0 - ax1 < limit and ay0 - by1 < limit \
+                    and by0 - ay1 < limit and az0 - bz1 < limit and bz0 - az1 < limit:
+                points = closest(body, body, limit, linkIndexA=links[ka], linkIndexB=links[kb],
+                                 physicsClientId=cid)
+                if points:
+                    d = min(p[8] for p in points)
+                    if d < limit:
+                        return pair[0], pair[1], float(d)
+        return None
+
+    def query_distances(self, query: DistanceQuery,
+                        max_distance: float) -> list[tuple[str, str, float]]:
+        """Every pair of ``query`` within ``max_distance`` (m) now, closest point per pair:
+        (robot link, other robot link or scene object, distance m), for reports and tests
+        (every pair measured: slower than :meth:`first_closer`)."""
+        cid, body, closest = self._cid, self.robot_id, pybullet.getClosestPoints
+        links, names = query._links, query._link_names
+        out = []
+        for obj, rows, name in zip(query._object_ids, query._object_rows, query.objects):
+            for k in rows:
+                points = closest(body, obj, max_distance, linkIndexA=links[k],
+                                 physicsClientId=cid)
+                if points:
+                    out.append((names[links[k]], name, min(float(p[8]) for p in points)))
+        for (a, b), ra, rb in zip(query.link_pairs, *query._pair_rows):
+            points = closest(body, body, max_distance, linkIndexA=links[ra],
+                             linkIndexB=links[rb], physicsClientId=cid)
+            if points:
+                out.append((a, b, min(float(p[8]) for p in points)))
+        return out
+
+    def collision_links(self) -> list[str]:
+        """The robot's links (root link included) that have a collision shape: the only ones
+        anything can touch."""
+        c, body = self._client, self.robot_id
+        links = [(-1, self.model.root_link)] + sorted(
+            ((i, n) for n, i in self.link_index.items()))
+        return [n for i, n in links if c.getCollisionShapeData(body, i)]
+
+    def place_joints(self, joints: Sequence[str], positions: Sequence[float]) -> None:
+        """Put joints at positions, at rest, in one PyBullet call: :meth:`reset_joints` for a
+        planner that does it for every state it checks (five times faster on six joints)."""
+        index = self.joint_index
+        pybullet.resetJointStatesMultiDof(
+            self.robot_id, [index[j] for j in joints], [[float(q)] for q in positions],
+            targetVelocities=[[0.0]] * len(joints), physicsClientId=self._cid)
+
     def ignore_link_pair(self, link_a: str, link_b: str) -> None:
         """Never collide these two robot links (root link by name too) with each other."""
         index = dict(self.link_index)
@@ -629,6 +776,102 @@ class PhysicsWorld:
             self.restore_state(saved)
             self.remove_state(saved)
 
+    # --- scenarios (core.scenario): weak and locked joints, obstacles that appear ------------
+    def set_joint_max_effort(self, joint: str, effort: float | None) -> None:
+        """Cap a joint's motor at ``effort`` (N*m | N) instead of its URDF effort limit: a weak
+        joint (None: the URDF's limit again). Acts from the joint's next command.
+
+        Raises:
+            ConfigError: not a movable joint, or a negative or non-finite effort.
+        """
+        index, lower, upper, force, max_vel = self._motor[self._movable_joint(joint)]
+        if effort is None:
+            force = self._motor_defaults(joint)[3]
+        else:
+            force = self.check_joint_setting(joint, effort, 'maximum effort', 'N*m')
+        self._motor[joint] = (index, lower, upper, force, max_vel)
+
+    def lock_joint(self, joint: str, position: float | None = None) -> None:
+        """Brake a joint at ``position`` (default: where it is now), e.g. a seized gear or an
+        emergency stop's brakes: from now on position and velocity commands hold it there with
+        a motor of :data:`LOCKED_JOINT_EFFORT`, whatever they ask. Effort commands still drive
+        it (a torque-controlled joint has no such motor). :meth:`unlock_joint` releases it.
+
+        Raises:
+            ConfigError: not a movable joint, or a non-finite position.
+        """
+        joint = self._movable_joint(joint)
+        q = self.joint_positions([joint])[0] if position is None else position
+        try:
+            q = float(q)
+        except (TypeError, ValueError):
+            q = math.nan
+        if not math.isfinite(q):
+            raise ConfigError(f'lock position of joint {joint!r} must be a finite number, got '
+                              f'{position!r}')
+        self._motor[joint] = (self.joint_index[joint], q, q, LOCKED_JOINT_EFFORT, 1e-9)
+        self.apply_command([joint], positions=[q])
+
+    def unlock_joint(self, joint: str) -> None:
+        """Release a lock (:meth:`lock_joint`): the joint's motor has its URDF limits again
+        (and a weak joint's cap is gone too). Acts from the joint's next command."""
+        self._motor[self._movable_joint(joint)] = self._motor_defaults(joint)
+
+    def _motor_defaults(self, joint: str) -> tuple[int, float, float, float, float]:
+        """(PyBullet index, lower, upper, motor force, motor velocity cap) from the URDF."""
+        lim = self._limits[joint]
+        return (self.joint_index[joint], lim.lower, lim.upper,
+                lim.effort if math.isfinite(lim.effort) else 1e6,
+                lim.velocity if math.isfinite(lim.velocity) else 100.0)
+
+    def _movable_joint(self, joint: str) -> str:
+        if joint not in self._limits:
+            raise ConfigError(f'{joint!r} is not a movable joint of robot {self.model.name!r}; '
+                              f'its movable joints are {self._movable}')
+        return joint
+
+    def add_obstacle(self, name: str, shape: str, size: Sequence[float],
+                     position: Sequence[float]) -> None:
+        """A fixed obstacle appearing now: a 'box' (``size``: edge lengths x, y, z, m) or a
+        'sphere' (``size``: [diameter]) centred at ``position`` (world frame, m). Contacts name
+        it ``name``, like a scene object; :meth:`remove_obstacle` takes it away (before the
+        next :meth:`restore_state` of a state saved without it).
+
+        Raises:
+            ConfigError: a name the scene already has, an unknown shape, a size <= 0.
+        """
+        if name in self.object_ids:
+            raise ConfigError(f'obstacle name {name!r} is taken by a scene object; the scene '
+                              f'has {sorted(self.object_ids)}')
+        sizes = [float(v) for v in size]
+        if not sizes or not all(math.isfinite(v) and v > 0.0 for v in sizes):
+            raise ConfigError(f'obstacle {name!r}: sizes must be > 0 m, got {list(size)}')
+        c = self._client
+        if shape == 'box' and len(sizes) == 3:
+            collision = c.createCollisionShape(pybullet.GEOM_BOX,
+                                               halfExtents=[v / 2.0 for v in sizes])
+        elif shape == 'sphere' and len(sizes) == 1:
+            collision = c.createCollisionShape(pybullet.GEOM_SPHERE, radius=sizes[0] / 2.0)
+        else:
+            raise ConfigError(f"obstacle {name!r}: expected shape 'box' with 3 sizes or "
+                              f"'sphere' with 1, got {shape!r} with {len(sizes)}")
+        self.object_ids[name] = int(c.createMultiBody(
+            baseMass=0.0, baseCollisionShapeIndex=collision, baseVisualShapeIndex=-1,
+            basePosition=[float(v) for v in position]))
+        self.__dict__.setdefault('_obstacle_shapes', {})[name] = collision
+
+    def remove_obstacle(self, name: str) -> None:
+        """Take away an obstacle of :meth:`add_obstacle` (not a scene object)."""
+        shapes = self.__dict__.get('_obstacle_shapes', {})
+        if name not in shapes:
+            raise ConfigError(f'{name!r} is not an obstacle added by add_obstacle; those are '
+                              f'{sorted(shapes)}')
+        self._client.removeBody(self.object_ids.pop(name))
+        self._client.removeCollisionShape(shapes.pop(name))
+
+
+#: N*m | N: the motor of a locked joint (PhysicsWorld.lock_joint), far above any arm's effort
+LOCKED_JOINT_EFFORT = 1e7
 
 #: Where the images of :meth:`PhysicsWorld.render` have their principal point, in pixels from
 #: the image's centre ((width - 1) / 2, (height - 1) / 2) in CameraInfo's convention (u right,

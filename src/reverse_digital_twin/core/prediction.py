@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 import numpy as np
 
@@ -126,6 +127,41 @@ class Verdict:
     def final_velocities(self) -> np.ndarray:
         """Predicted measured velocities at the end; NaN when nothing was rolled out."""
         return self.velocities[-1] if len(self.velocities) else np.full(len(self.joints), np.nan)
+
+
+class WhatIfSession(Protocol):
+    """One prediction under a :class:`WhatIf`: hooks the rollout calls, in simulated time ``t``
+    (s after the start of the prediction)."""
+
+    #: s of command latency on top of the predictor's own (0: none)
+    extra_command_latency: float
+    #: what the what-if did that makes the goal fail (e.g. an emergency stop), one line each
+    reasons: list[str]
+
+    def measure(self, t: float, positions: np.ndarray,
+                velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the controller sees of the measured state (sensor noise, dropouts)."""
+
+    def command(self, t: float, command: Command) -> Command:
+        """The command that reaches the robot in place of the controller's (command loss)."""
+
+    def before_step(self, t: float, world: PhysicsWorld) -> None:
+        """Change the world before the control period from ``t`` (an obstacle appears...)."""
+
+    def done(self, t: float) -> bool:
+        """The rollout ends now, without an outcome (e.g. after an emergency stop)."""
+
+    def end(self) -> None:
+        """Undo every change to the world: the next prediction must not feel this one."""
+
+
+class WhatIf(Protocol):
+    """A change to one prediction: what if the payload were heavier, a joint locked, an
+    obstacle appeared? (:class:`reverse_digital_twin.core.scenario.ScenarioDraw` is one.)"""
+
+    def begin(self, predictor: 'Predictor', goal: TrajectoryGoal,
+              start_positions: Mapping[str, float]) -> WhatIfSession:
+        """Change the predictor's world for one rollout; the session undoes it (end())."""
 
 
 class Predictor:
@@ -284,7 +320,8 @@ class Predictor:
     # --- prediction -------------------------------------------------------------------------
     def predict(self, goal: TrajectoryGoal, start_positions: Mapping[str, float],
                 start_velocities: Mapping[str, float] | None = None,
-                tolerances: SegmentTolerances | None = None, now: float = 0.0) -> Verdict:
+                tolerances: SegmentTolerances | None = None, now: float = 0.0,
+                what_if: WhatIf | None = None) -> Verdict:
         """Roll ``goal`` out from the given state and judge it.
 
         Args:
@@ -295,21 +332,26 @@ class Predictor:
             tolerances: the goal's tolerances merged with the defaults (None: the defaults).
             now: the controller clock at the start (s), so that a nonzero header stamp means
                 what it will mean live. Times in the verdict are relative to it.
+            what_if: changes to this one prediction (a scenario draw: payload, locked joint,
+                sensor noise, an obstacle appearing...); undone afterwards, so the next
+                prediction is as if this one had not been made. None: the plain prediction.
 
         With a physics decimation, a safe verdict is the coarse world's, and an unsafe one is
         rolled out again at the live physics rate and that verdict returned (its
         computation_time includes both): a refusal always gives the exact reason.
         """
         wall0 = time.perf_counter()
-        verdict = self._predict(goal, start_positions, start_velocities, tolerances, now, wall0)
+        verdict = self._predict(goal, start_positions, start_velocities, tolerances, now, wall0,
+                                what_if)
         if verdict.safe or verdict.rejected or self._full_rate is None:
             return verdict
         return self._full_rate._predict(goal, start_positions, start_velocities, tolerances,
-                                        now, wall0)
+                                        now, wall0, what_if)
 
     def _predict(self, goal: TrajectoryGoal, start_positions: Mapping[str, float],
                  start_velocities: Mapping[str, float] | None,
-                 tolerances: SegmentTolerances | None, now: float, wall0: float) -> Verdict:
+                 tolerances: SegmentTolerances | None, now: float, wall0: float,
+                 what_if: WhatIf | None = None) -> Verdict:
         """One rollout in this predictor's world; see predict()."""
         joints = self._joints
         n = len(joints)
@@ -319,23 +361,42 @@ class Predictor:
             return Verdict(False, (f'the controller would reject the goal: {reason}',), (), (),
                            None, 0.0, '', joints, np.zeros(0), np.zeros((0, n)),
                            np.zeros((0, n)), 0.0, time.perf_counter() - wall0)
-        start = self._reset(start_positions, start_velocities or {})
-        # The controller has been holding the start pose before the goal arrives: one virtual
-        # hold cycle gives it the command a partial goal fills in, as live.
-        controller.update(now - self.period, start, self.period)
-        controller.accept(goal, tolerances)
-        tol = tolerances or self.config.default_tolerances
-        t_begin = goal.stamp or now
-        end = t_begin + goal.points[-1].time_from_start
-        horizon = max(tol.goal_time, self.horizon_after_end)
-        last_time = end + horizon - now + 1e-9  # relative to now
-        rollout = _Rollout(self, now)
-        while True:
-            cycle = rollout.cycle(controller)
-            if cycle.outcome is not None or rollout.t + self.period > last_time:
-                break
-            rollout.step()
-        return rollout.verdict(cycle, tol, horizon, time.perf_counter() - wall0)
+        session = None if what_if is None else what_if.begin(self, goal, start_positions)
+        latency = (self._delay_cycles, self._switch_step, self._switch_weight)
+        try:
+            if session is not None and session.extra_command_latency:
+                self._add_command_latency(session.extra_command_latency)
+            start = self._reset(start_positions, start_velocities or {})
+            # The controller has been holding the start pose before the goal arrives: one
+            # virtual hold cycle gives it the command a partial goal fills in, as live.
+            controller.update(now - self.period, start, self.period)
+            controller.accept(goal, tolerances)
+            tol = tolerances or self.config.default_tolerances
+            t_begin = goal.stamp or now
+            end = t_begin + goal.points[-1].time_from_start
+            horizon = max(tol.goal_time, self.horizon_after_end)
+            last_time = end + horizon - now + 1e-9  # relative to now
+            rollout = _Rollout(self, now, session)
+            while True:
+                cycle = rollout.cycle(controller)
+                if cycle.outcome is not None or rollout.t + self.period > last_time \
+                        or rollout.ended_early:
+                    break
+                rollout.step()
+            return rollout.verdict(cycle, tol, horizon, time.perf_counter() - wall0)
+        finally:
+            self._delay_cycles, self._switch_step, self._switch_weight = latency
+            if session is not None:
+                session.end()
+
+    def _add_command_latency(self, extra: float) -> None:
+        """Delay commands by ``extra`` s more than this predictor models (a what-if's latency),
+        by the same rule as the hardware model's latency (see __init__)."""
+        base = self.hardware.command_latency if self.hardware is not None \
+            else self.command_delay_cycles * self.period
+        switch = switch_point(0.0, base + extra, self.world.dt)
+        self._delay_cycles, self._switch_step = divmod(switch.step, self.steps_per_cycle)
+        self._switch_weight = switch.weight
 
     def _reset(self, positions: Mapping[str, float],
                velocities: Mapping[str, float]) -> JointSample:
@@ -391,9 +452,12 @@ class Predictor:
 class _Rollout:
     """The bookkeeping of one prediction: records, first events, running maxima."""
 
-    def __init__(self, predictor: Predictor, now: float) -> None:
+    def __init__(self, predictor: Predictor, now: float,
+                 session: WhatIfSession | None = None) -> None:
         self.p = predictor
         self.now = now
+        self.session = session  # a what-if's hooks (Predictor.predict), None: none
+        self.ended_early = False  # the what-if ended the rollout (e.g. an emergency stop)
         n = len(predictor._joints)
         self.t = 0.0
         self.times: list[float] = []
@@ -432,13 +496,17 @@ class _Rollout:
         self.positions.append(measured)
         self.velocities.append(state.velocities)
         self._check_limits(state.positions, state.velocities)  # the URDF's limits: true
-        result = controller.update(self.now + self.t, p._sample(measured, state.velocities),
-                                   p.period)
+        seen = (measured, state.velocities)
+        if self.session is not None:  # what the controller sees: noise, dropouts
+            seen = self.session.measure(self.t, measured, state.velocities)
+            self.ended_early = self.session.done(self.t)
+        result = controller.update(self.now + self.t, p._sample(*seen), p.period)
         errors = np.abs(result.error.positions).tolist()  # plain floats: cheaper for 6 values
         worst = max(errors)
         if worst > self.max_error:
             self.max_error, self.max_error_joint = worst, p._joints[errors.index(worst)]
-        self.pending.append(result.command)
+        self.pending.append(result.command if self.session is None
+                            else self.session.command(self.t, result.command))
         return result
 
     def step(self) -> None:
@@ -450,6 +518,8 @@ class _Rollout:
         (:mod:`~reverse_digital_twin.core.command_latency`).
         """
         p, world = self.p, self.p.world
+        if self.session is not None:
+            self.session.before_step(self.t, world)
         switches: list[tuple[int, Command]] = []  # (physics step of the cycle, command)
         if len(self.pending) > p._delay_cycles:
             command = self.pending.popleft()
@@ -608,9 +678,12 @@ class _Rollout:
         reasons = [_describe_collision(c) for c in collisions]
         reasons += [self._describe_violation(v) for v in violations]
         reasons += self.command_errors
+        if self.session is not None:
+            reasons += self.session.reasons
         outcome = last.outcome
         if outcome is None:
-            reasons.append(self._describe_no_outcome(last, tolerances, horizon))
+            if not self.ended_early:  # else the what-if said why (its reasons)
+                reasons.append(self._describe_no_outcome(last, tolerances, horizon))
         elif not outcome.succeeded:
             reasons.append(f'the controller would abort: {outcome.error_string}')
         safe = not reasons and outcome is not None and outcome.error_code == ErrorCode.SUCCESSFUL

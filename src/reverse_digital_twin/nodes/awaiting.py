@@ -1,6 +1,9 @@
-"""Awaiting rclpy futures with a deadline, inside an executor's coroutine."""
+"""Awaiting inside an executor's coroutine: rclpy futures with a deadline, and blocking work
+done on a thread of its own."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from rclpy.callback_groups import CallbackGroup
@@ -30,3 +33,34 @@ async def await_within(node: Node, future: Future, timeout: float, clock: Clock,
     finally:
         timer.cancel()
         node.destroy_timer(timer)
+
+
+async def in_thread(node: Node, work: Callable[[], Any], name: str = 'work') -> Any:
+    """The result of ``work()`` (or its exception), computed on a thread of its own while the
+    executor goes on serving the node. The thread wakes the executor through a guard condition,
+    so the answer does not wait for the node's next message."""
+    answer: Future = Future()
+    outcome: dict[str, Any] = {}
+
+    def deliver() -> None:
+        if answer.done():
+            return
+        if 'error' in outcome:
+            answer.set_exception(outcome['error'])
+        else:
+            answer.set_result(outcome.get('value'))
+
+    guard = node.create_guard_condition(deliver)
+
+    def run() -> None:
+        try:
+            outcome['value'] = work()
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome['error'] = exc
+        guard.trigger()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        return await answer
+    finally:
+        node.destroy_guard_condition(guard)

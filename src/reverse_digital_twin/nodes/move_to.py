@@ -4,9 +4,12 @@ Not a node: the planner node creates one :class:`MoveToServer` on itself. A goal
 three stages, reported as feedback:
 
 ``planning``
-    The target (joint positions, or a pose solved by inverse kinematics in the planner's
-    private world) and a limit-respecting, synchronized joint motion from the current state
-    (:func:`~reverse_digital_twin.core.motion.plan_joint_motion`).
+    The target (joint positions, or a pose solved by collision-free inverse kinematics in the
+    planner's private world of the twin's scene), a collision-free path to it searched by OMPL
+    with a clearance margin, shortened, and timed within velocity, acceleration and jerk limits
+    by Ruckig (:func:`~reverse_digital_twin.core.planning.plan_motion`), on a thread of its own.
+    A target in collision, out of limits or unreachable, or a search that times out, aborts the
+    goal with the reason.
 ``predicting``
     The planner's prediction workers roll the motion out first; an unsafe verdict aborts the
     goal and nothing moves.
@@ -22,6 +25,7 @@ sent. A cancel cancels the bridge's goal.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,10 +46,10 @@ from reverse_digital_twin.core.controller import ErrorCode
 from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
 from reverse_digital_twin.core.goal_lifecycle import SingleGoalSlot, report
 from reverse_digital_twin.core.goal import TrajectoryGoal
-from reverse_digital_twin.core.motion import plan_joint_motion, solve_ik
+from reverse_digital_twin.core.planning import PlanningError, plan_motion, solve_free_ik
 from reverse_digital_twin.core.prediction import Verdict
 from reverse_digital_twin.core.prediction_pool import PredictionRequest
-from reverse_digital_twin.nodes.awaiting import await_within
+from reverse_digital_twin.nodes.awaiting import await_within, in_thread
 from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
 
@@ -61,6 +65,16 @@ RESULT_TIMEOUT_SCALE = 3.0
 RESULT_TIMEOUT_MARGIN = 15.0
 #: With start_joint_states: a message older than this (wall s) is not used as the start.
 START_STATE_MAX_AGE = 0.5
+
+
+@dataclass(frozen=True)
+class PlanningSettings:
+    """How ~/move_to searches its paths (the planner's ``planning.*`` parameters)."""
+
+    clearance: float  # m, robot to scene objects
+    self_clearance: float  # m, robot link to robot link
+    timeout: float  # s of wall time for one search
+    seed: int  # the same request gets the same path
 
 
 PREEMPTED = GoalOutcome(GoalStatus.ABORTED, int(ErrorCode.INVALID_GOAL),
@@ -113,6 +127,7 @@ class MoveToServer:
         # The action server awaits the bridge while executing: its callbacks (goal, cancel,
         # execute) and the bridge client's answers must not wait on each other or on the node's
         # default group.
+        self._planning = threading.Lock()
         self._server_group = ReentrantCallbackGroup()
         self._client_group = ReentrantCallbackGroup()
         self._bridge = ActionClient(node, FollowJointTrajectory,
@@ -239,13 +254,21 @@ class MoveToServer:
                              f'no state for joints {missing} yet (is the twin running?); '
                              'nothing moved')
         start = np.array([measured[j] for j in joints])
+        limits = config.limits or {j.name: j.limits for j in node.model.movable_joints}
         try:
             scaling = self._velocity_scaling(request.velocity_scaling)
-            target = self._target(request, joints, start)
-            trajectory = plan_joint_motion(start, target, joints, config.limits
-                                           or {j.name: j.limits
-                                               for j in node.model.movable_joints},
-                                           velocity_scaling=scaling)
+
+            def plan() -> TrajectoryGoal:  # IK and the path search take up to seconds
+                with self._planning:  # one search at a time in the one private world
+                    target = self._target(request, joints, start)
+                    settings = node.planning
+                    return plan_motion(node.ik_world, start, target, joints, limits,
+                                       velocity_scaling=scaling, timeout=settings.timeout,
+                                       seed=settings.seed, checker=node.checker)
+            trajectory = await in_thread(node, plan, 'move_to_planning')
+        except PlanningError as exc:
+            return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
+                             f'Planning failed ({exc.reason}), nothing moved: {exc}')
         except ValueError as exc:
             return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,
                              f'Invalid goal, nothing moved: {exc}')
@@ -371,5 +394,6 @@ class MoveToServer:
         quaternion = [o.x, o.y, o.z, o.w]
         orientation = None if not any(quaternion) else quaternion  # all zero: position only
         tip = request.tip_link or world.tip_link
-        return solve_ik(world, tip, position, orientation, joints, start,
-                        frame=request.pose.header.frame_id, restarts=IK_RESTARTS)
+        return solve_free_ik(world, tip, position, orientation, joints, start,
+                             frame=request.pose.header.frame_id, attempts=IK_RESTARTS + 1,
+                             checker=self.node.checker)

@@ -34,7 +34,9 @@ from reverse_digital_twin.core.prediction_pool import start_forkserver
 from reverse_digital_twin.core.robot_model import load_robot_model
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
-from reverse_digital_twin.nodes.move_to import MoveToServer
+from reverse_digital_twin.core.planning import DEFAULT_CLEARANCE, DEFAULT_SELF_CLEARANCE
+from reverse_digital_twin.core.planning import DEFAULT_TIMEOUT, CollisionChecker
+from reverse_digital_twin.nodes.move_to import MoveToServer, PlanningSettings
 from reverse_digital_twin.nodes.side_executor import SideExecutor
 from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import declare_motor_settings
@@ -115,6 +117,27 @@ class PlannerNode(Node):
             self, 'move_to_start_joint_states', '/joint_states',
             "joint_states a ~/move_to motion starts from (the bridge relays the active "
             "target's); '' = the twin's own state", read_only=True)
+        self.planning = PlanningSettings(
+            clearance=float(declare(
+                self, 'planning.clearance', DEFAULT_CLEARANCE,
+                '~/move_to paths keep robot links this far from scene objects (m)', True)),
+            self_clearance=float(declare(
+                self, 'planning.self_clearance', DEFAULT_SELF_CLEARANCE,
+                '~/move_to paths keep robot links this far from each other (m)', True)),
+            timeout=float(declare(
+                self, 'planning.timeout', DEFAULT_TIMEOUT,
+                'Wall time a ~/move_to path search may take before it gives up (s)', True)),
+            seed=int(declare(self, 'planning.seed', 0,
+                             'Seed of the path search: the same request gets the same path',
+                             True)))
+        for name, value, least in (('planning.clearance', self.planning.clearance, 0.0),
+                                   ('planning.self_clearance', self.planning.self_clearance,
+                                    0.0),
+                                   ('planning.timeout', self.planning.timeout, 1e-3)):
+            if not (value >= least and math.isfinite(value)):
+                raise ConfigError(f'parameter {name} must be a finite number >= {least:g}, '
+                                  f'got {value}')
+        self._allowed_contacts = contact_pairs(allowed)
         for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'parameter {name} must be a positive number of Hz, got {value}')
@@ -155,6 +178,8 @@ class PlannerNode(Node):
         self.pool = PredictionPool(spec, workers=workers, deadline=deadline)
         self._ik_args = (self.model, str(urdf_path), scene, physics_rate, motors, initial)
         self._ik_world: PhysicsWorld | None = None
+        self._checker: CollisionChecker | None = None
+        self._initial = initial
         self._state: TwinState | None = None
         self._state_lock = threading.Lock()
         group = ReentrantCallbackGroup()  # predictions answer concurrently
@@ -198,10 +223,21 @@ class PlannerNode(Node):
 
     @property
     def ik_world(self) -> PhysicsWorld:
-        """A private world for inverse kinematics (~/move_to poses), built on first use."""
+        """A private world for ~/move_to's inverse kinematics and path search, built on first
+        use."""
         if self._ik_world is None:
             self._ik_world = PhysicsWorld(*self._ik_args)
         return self._ik_world
+
+    @property
+    def checker(self) -> CollisionChecker:
+        """Collision and clearance checks of ~/move_to paths in :attr:`ik_world` (the twin's
+        scene; the contacts predictions allow are allowed here too)."""
+        if self._checker is None:
+            self._checker = CollisionChecker(
+                self.ik_world, list(self.controller_config.joints), self.planning.clearance,
+                self.planning.self_clearance, self._allowed_contacts, home=self._initial)
+        return self._checker
 
     # --- the twin's state -----------------------------------------------------------------------
     def _on_twin_state(self, msg: JointState) -> None:
