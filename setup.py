@@ -22,6 +22,7 @@ setup(
         data('launch', '*.launch.py'),
         data('config', '*.yaml'),
         data('config', '*.rviz'),
+        data('config/scenarios', '*.yaml'),
         data('urdf', '*.urdf'),
     ],
     install_requires=['setuptools'],

@@ -837,37 +837,43 @@ class PhysicsWorld:
         it ``name``, like a scene object; :meth:`remove_obstacle` takes it away (before the
         next :meth:`restore_state` of a state saved without it).
 
+        PyBullet cannot free a collision shape a body has used, so the world keeps one shape
+        per shape and size and reuses it (a few kB per size never seen before).
+
         Raises:
             ConfigError: a name the scene already has, an unknown shape, a size <= 0.
         """
         if name in self.object_ids:
             raise ConfigError(f'obstacle name {name!r} is taken by a scene object; the scene '
                               f'has {sorted(self.object_ids)}')
-        sizes = [float(v) for v in size]
+        sizes = tuple(float(v) for v in size)
         if not sizes or not all(math.isfinite(v) and v > 0.0 for v in sizes):
             raise ConfigError(f'obstacle {name!r}: sizes must be > 0 m, got {list(size)}')
-        c = self._client
-        if shape == 'box' and len(sizes) == 3:
-            collision = c.createCollisionShape(pybullet.GEOM_BOX,
-                                               halfExtents=[v / 2.0 for v in sizes])
-        elif shape == 'sphere' and len(sizes) == 1:
-            collision = c.createCollisionShape(pybullet.GEOM_SPHERE, radius=sizes[0] / 2.0)
-        else:
+        if not ((shape == 'box' and len(sizes) == 3) or (shape == 'sphere' and len(sizes) == 1)):
             raise ConfigError(f"obstacle {name!r}: expected shape 'box' with 3 sizes or "
                               f"'sphere' with 1, got {shape!r} with {len(sizes)}")
+        c = self._client
+        shapes = self.__dict__.setdefault('_obstacle_shapes', {})
+        collision = shapes.get((shape, sizes))
+        if collision is None:
+            collision = c.createCollisionShape(pybullet.GEOM_BOX,
+                                               halfExtents=[v / 2.0 for v in sizes]) \
+                if shape == 'box' else c.createCollisionShape(pybullet.GEOM_SPHERE,
+                                                              radius=sizes[0] / 2.0)
+            shapes[(shape, sizes)] = collision
         self.object_ids[name] = int(c.createMultiBody(
             baseMass=0.0, baseCollisionShapeIndex=collision, baseVisualShapeIndex=-1,
             basePosition=[float(v) for v in position]))
-        self.__dict__.setdefault('_obstacle_shapes', {})[name] = collision
+        self.__dict__.setdefault('_obstacles', set()).add(name)
 
     def remove_obstacle(self, name: str) -> None:
         """Take away an obstacle of :meth:`add_obstacle` (not a scene object)."""
-        shapes = self.__dict__.get('_obstacle_shapes', {})
-        if name not in shapes:
+        obstacles = self.__dict__.get('_obstacles', set())
+        if name not in obstacles:
             raise ConfigError(f'{name!r} is not an obstacle added by add_obstacle; those are '
-                              f'{sorted(shapes)}')
+                              f'{sorted(obstacles)}')
+        obstacles.discard(name)
         self._client.removeBody(self.object_ids.pop(name))
-        self._client.removeCollisionShape(shapes.pop(name))
 
 
 #: N*m | N: the motor of a locked joint (PhysicsWorld.lock_joint), far above any arm's effort

@@ -730,15 +730,8 @@ class ScenarioDraw:
               start_positions: Mapping[str, float]) -> 'ScenarioRun':
         """The :class:`~reverse_digital_twin.core.prediction.WhatIf` hook: this draw over one
         prediction of ``goal`` (an obstacle on the path is placed along it)."""
-        world = predictor.world
-        position = None
-        o = self.obstacle
-        if o is not None:
-            position = o.position
-            if o.on_path is not None:
-                position = tuple(float(v) for v in np.add(
-                    _tip_on_path(world, goal, start_positions, o.on_path), o.offset))
-        return ScenarioRun(self, world, list(predictor.config.joints), position)
+        return ScenarioRun(self, predictor.world, list(predictor.config.joints),
+                           path=(goal, dict(start_positions)))
 
 
 def _per_joint(what: str, values: Sequence[tuple[str, float]], unit: str) -> list[str]:
@@ -779,7 +772,9 @@ class ScenarioRun:
     the hooks of :class:`~reverse_digital_twin.core.prediction.WhatIfSession`.
 
     The first :meth:`before_step` applies the draw's dynamics (:meth:`ScenarioDraw.apply_to`,
-    the locked joint held where the run starts); the obstacle appears at its time, the
+    the locked joint held where the run starts) and places an obstacle on the path (``path``:
+    the goal and its start; ``obstacle_position`` instead places it anywhere, e.g. for the
+    stand-in's world, which knows no goal); the obstacle appears at its time, the
     emergency stop brakes every joint of ``joints`` where it is at its time, and the run ends
     :data:`ESTOP_SETTLE` s later. Noise, dropouts and lost commands draw from the draw's own
     stream, per call, so a run is reproducible from the draw alone. :meth:`end` undoes it all.
@@ -789,6 +784,7 @@ class ScenarioRun:
     world: 'PhysicsWorld'
     joints: list[str]
     obstacle_position: tuple[float, ...] | None = None
+    path: tuple[TrajectoryGoal, Mapping[str, float]] | None = None
     reasons: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -801,9 +797,13 @@ class ScenarioRun:
         self._noise = (float(d.position_noise or 0.0), float(d.velocity_noise or 0.0))
         self._last_seen: tuple[np.ndarray, np.ndarray] | None = None
         self._last_sent: Command | None = None
-        if d.obstacle is not None and self.obstacle_position is None:
-            raise ConfigError('an obstacle on the path needs its position (ScenarioDraw.begin '
-                              'places it along the goal)')
+        o = d.obstacle
+        if o is not None and self.obstacle_position is None:
+            if o.position is not None:
+                self.obstacle_position = o.position
+            elif self.path is None:
+                raise ConfigError('an obstacle on the path needs the path (the goal and its '
+                                  'start) or a position')
 
     def measure(self, t: float, positions: np.ndarray,
                 velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -828,9 +828,13 @@ class ScenarioRun:
         return command
 
     def before_step(self, t: float, world: 'PhysicsWorld') -> None:
+        o = self.draw.obstacle
         if self._undo is None:
             self._undo = self.draw.apply_to(world)
-        o = self.draw.obstacle
+            if o is not None and self.obstacle_position is None:  # the fresh start: the same
+                assert self.path is not None and o.on_path is not None  # pose every time
+                tip = _tip_on_path(world, *self.path, o.on_path)
+                self.obstacle_position = tuple(float(v) for v in np.add(tip, o.offset))
         if o is not None and not self._obstacle and t >= o.time - 1e-9:
             assert self.obstacle_position is not None
             world.add_obstacle(OBSTACLE_NAME, o.shape, o.size, self.obstacle_position)

@@ -237,6 +237,23 @@ def run_sweep(job: SweepJob, count: int, workers: int | None = None, use_ray: bo
     return [results[i] for i in range(count)], execution
 
 
+def sweep_outcome(results: Sequence[RolloutResult], scenario: str, seed: int
+                  ) -> tuple[float, str]:
+    """(share of successful rollouts, one line saying so and naming the worst failures):
+    what a gate needs from a sweep."""
+    total = len(results)
+    labels = Counter(r.label for r in results)
+    share = labels['success'] / total if total else 0.0
+    failures = ', '.join(f'{n} {label}' for label, n in labels.most_common()
+                         if label != 'success')
+    worst = sorted((r for r in results if r.label != 'success'), key=_severity)[:1]
+    line = (f'{labels["success"]} of {total} rollouts under scenario {scenario!r} (seed {seed}) '
+            f'succeed' + (f'; {failures}' if failures else ''))
+    if worst:
+        line += f'; worst: rollout seed {worst[0].seed}, {worst[0].summary}'
+    return share, line
+
+
 def replay(job: SweepJob, seed: int) -> tuple[ScenarioDraw, Verdict]:
     """One rollout of a sweep, in this process, from its seed alone (a report's worst case)."""
     job.check()

@@ -58,6 +58,8 @@ DEFAULT_DIVERGENCE_THRESHOLD = 0.05
 DEFAULT_DIVERGENCE_TIME_SLACK = 0.1
 #: s: a first prediction unanswered this long is requested once more (see _predict)
 FIRST_ANSWER_WAIT = 2.0
+#: s: what starting a sweep's worker processes may take, added to the wait for a verdict
+SWEEP_STARTUP = 30.0
 #: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
 SWITCH_SILENCE_LIMIT = 1.0
 #: A refused goal's message says what happened to the goal that was running.
@@ -92,6 +94,8 @@ class Screening:
     read_at: float = 0.0  # steady time the start delay was read
     origin: float = 0.0  # steady time of the prediction's t = 0 (its start state's arrival)
     origin_stamp: float = 0.0  # the same in the target's clock (its start state's stamp)
+    success_probability: float = -1.0  # from the sweep asked for a hardware goal; -1: none
+    sweep_summary: str = ''
 
 
 @dataclass
@@ -203,6 +207,20 @@ class Bridge(Node):
         self.max_start_delay = float(declare(
             self, 'max_start_delay', 60.0,
             'A goal whose header.stamp lies further in the future (s) is refused'))
+        self.min_success_probability = float(declare(
+            self, 'min_success_probability', 0.0,
+            'A goal reaches the hardware only if a sweep of sweep_rollouts draws of the '
+            "planner's scenario (its sweep.scenario_file) predicts at least this share of "
+            'successes (0 = no sweep)'))
+        self.sweep_rollouts = int(declare(
+            self, 'sweep_rollouts', 20,
+            'Rollouts of the sweep behind min_success_probability'))
+        if not 0.0 <= self.min_success_probability <= 1.0:
+            raise ConfigError(f'parameter min_success_probability must be within [0, 1], got '
+                              f'{self.min_success_probability}')
+        if self.sweep_rollouts < 1:
+            raise ConfigError(f'parameter sweep_rollouts must be >= 1, got '
+                              f'{self.sweep_rollouts}')
         check_unknown_parameters(self)
         try:
             self.switch = TargetSwitch(Target.parse(target), armed)
@@ -396,8 +414,13 @@ class Bridge(Node):
             elif p.name in ('predict', 'start_tolerance', 'divergence_threshold',
                             'divergence_time_slack', 'prediction_timeout',
                             'prediction_min_speed', 'prediction_timeout_cap',
-                            'max_start_delay'):
-                setattr(self, p.name, p.value)
+                            'max_start_delay', 'min_success_probability', 'sweep_rollouts'):
+                if p.name == 'min_success_probability' and not 0.0 <= float(p.value) <= 1.0:
+                    reason = f'min_success_probability must be within [0, 1], got {p.value}'
+                elif p.name == 'sweep_rollouts' and int(p.value) < 1:
+                    reason = f'sweep_rollouts must be >= 1, got {p.value}'
+                else:
+                    setattr(self, p.name, p.value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
@@ -474,6 +497,11 @@ class Bridge(Node):
         timeout = prediction_deadline(duration, screening.start.delay if screening.start
                                       else 0.0, settling, self.prediction_timeout,
                                       self.prediction_min_speed, self.prediction_timeout_cap)
+        if self.min_success_probability > 0.0 and link.name == 'hardware':
+            # the sweep's rollouts too, on the planner's sweep workers (two, or more)
+            query.sweep_rollouts = int(self.sweep_rollouts)
+            timeout += (duration + settling) / self.prediction_min_speed \
+                * self.sweep_rollouts / 2 + SWEEP_STARTUP
         call = self._predict_client.call_async(query)
         answered, response = False, None
         if not self._planner_answered and timeout > FIRST_ANSWER_WAIT:
@@ -495,6 +523,8 @@ class Bridge(Node):
             return None
         self._planner_answered = True
         self._verdict_pub.publish(response.verdict)  # for recordings: every verdict received
+        screening.success_probability = response.success_probability
+        screening.sweep_summary = response.sweep_summary
         return response.verdict
 
     def _take_screening(self, request) -> Screening:
@@ -576,6 +606,17 @@ class Bridge(Node):
             return 'no verdict from the twin for this goal; nothing was moved'
         if verdict is not None and not verdict.safe:
             return f'The twin refused the goal, nothing moved: {verdict.summary}'
+        if verdict is not None and link.name == 'hardware' \
+                and self.min_success_probability > 0.0:
+            p = screening.success_probability
+            if p < 0.0:
+                return (f'The twin refused the goal, nothing moved: no risk sweep '
+                        f'({screening.sweep_summary or "the planner ran none"}), and '
+                        f'min_success_probability is {self.min_success_probability:g}')
+            if p < self.min_success_probability:
+                return (f'The twin refused the goal, nothing moved: a risk sweep predicts '
+                        f'success in {p:.0%} of its rollouts, below min_success_probability '
+                        f'{self.min_success_probability:g} ({screening.sweep_summary})')
         return None
 
     async def _forward(self, record: GoalRecord[Execution]) -> None:

@@ -36,6 +36,9 @@ from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import apply_goal_tolerances
 from reverse_digital_twin.core.planning import DEFAULT_CLEARANCE, DEFAULT_SELF_CLEARANCE
 from reverse_digital_twin.core.planning import DEFAULT_TIMEOUT, CollisionChecker
+from reverse_digital_twin.core.scenario import Scenario, load_scenario
+from reverse_digital_twin.core.sweep import SweepError, SweepJob, run_sweep, sweep_outcome
+from reverse_digital_twin.nodes.awaiting import in_thread
 from reverse_digital_twin.nodes.move_to import MoveToServer, PlanningSettings
 from reverse_digital_twin.nodes.side_executor import SideExecutor
 from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
@@ -138,6 +141,24 @@ class PlannerNode(Node):
                 raise ConfigError(f'parameter {name} must be a finite number >= {least:g}, '
                                   f'got {value}')
         self._allowed_contacts = contact_pairs(allowed)
+        sweep_file = declare(
+            self, 'sweep.scenario_file', '',
+            "Scenario file (or a name from config/scenarios) of the risk sweeps the bridge asks "
+            "for with min_success_probability ('' = none: such goals are refused)",
+            read_only=True)
+        self.sweep_seed = int(declare(self, 'sweep.seed', 0,
+                                      'Seed of the risk sweeps: the same goal gets the same '
+                                      'draws', True))
+        self.sweep_workers = int(declare(self, 'sweep.workers', 2,
+                                         'Worker processes of a risk sweep', True))
+        if self.sweep_workers < 1:
+            raise ConfigError(f'parameter sweep.workers must be >= 1, got {self.sweep_workers}')
+        self.scenario: Scenario | None = None
+        if sweep_file:
+            try:
+                self.scenario = load_scenario(sweep_file)
+            except ConfigError as exc:
+                raise ConfigError(f'parameter sweep.scenario_file: {exc}') from None
         for name, value in (('physics_rate', physics_rate), ('update_rate', update_rate)):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f'parameter {name} must be a positive number of Hz, got {value}')
@@ -176,6 +197,13 @@ class PlannerNode(Node):
         except ConfigError as exc:
             raise ConfigError(f'parameters prediction.min_speed/max_time: {exc}') from None
         self.pool = PredictionPool(spec, workers=workers, deadline=deadline)
+        self._spec = spec
+        if self.scenario is not None:
+            try:
+                self.scenario.check_robot(self.model, list(self.controller_config.joints),
+                                          list(self.controller_config.command_interfaces))
+            except ConfigError as exc:
+                raise ConfigError(f'parameter sweep.scenario_file: {exc}') from None
         self._ik_args = (self.model, str(urdf_path), scene, physics_rate, motors, initial)
         self._ik_world: PhysicsWorld | None = None
         self._checker: CollisionChecker | None = None
@@ -295,15 +323,34 @@ class PlannerNode(Node):
                 seconds(request.goal_time_tolerance))
             if why is not None:
                 self.get_logger().warning(f'prediction uses the default tolerances: {why}')
+            goal = goal_from_msg(request.trajectory)
             try:
                 verdict = await self.predict(PredictionRequest(
-                    goal_from_msg(request.trajectory), positions, velocities, tolerances, now))
+                    goal, positions, velocities, tolerances, now))
             except PredictionError as exc:
                 verdict = failed_verdict(joints, f'could not predict the goal: {exc}')
+            if request.sweep_rollouts > 0:
+                if not verdict.safe:
+                    response.sweep_summary = 'not swept: the nominal prediction is unsafe'
+                elif self.scenario is None:
+                    response.sweep_summary = 'the planner has no sweep.scenario_file'
+                else:
+                    job = SweepJob(self._spec, self.scenario, goal, positions,
+                                   self.sweep_seed, tolerances)
+                    try:
+                        results, _ = await in_thread(self, lambda: run_sweep(
+                            job, int(request.sweep_rollouts), self.sweep_workers),
+                            'risk_sweep')
+                    except (ConfigError, SweepError) as exc:
+                        response.sweep_summary = f'the sweep failed: {exc}'
+                    else:
+                        response.success_probability, response.sweep_summary = \
+                            sweep_outcome(results, self.scenario.name, self.sweep_seed)
         response.verdict = verdict_msg(verdict, self.twin_time())
         self.get_logger().info(
             f'predicted {verdict.duration:.2f} s in {verdict.computation_time * 1e3:.0f} ms: '
-            f'{"safe" if verdict.safe else verdict.summary}')
+            f'{"safe" if verdict.safe else verdict.summary}'
+            + (f'; {response.sweep_summary}' if response.sweep_summary else ''))
         return response
 
 
