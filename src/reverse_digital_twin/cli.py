@@ -70,6 +70,15 @@ def _specs(args: argparse.Namespace):
     if args.real_time_factor is not None:
         overrides.setdefault(SIM_NODE, {})['real_time_factor'] = args.real_time_factor
     calibration = getattr(args, 'calibration', '')  # rdt up only
+    if getattr(args, 'scenario', ''):  # rdt up only
+        from reverse_digital_twin.stack import scenario_overrides  # noqa: PLC0415
+        drawn, description = scenario_overrides(args.robot, args.scenario, args.scenario_seed)
+        for node, values in drawn.items():  # -p wins over the scenario
+            overrides[node] = {**values, **overrides.get(node, {})}
+        print(f'rdt: scenario {args.scenario}, draw {args.scenario_seed}: {description}. The '
+              "stand-in takes its payload, friction, damping, latency and sensor noise; a weak "
+              'or locked joint, dropouts, lost commands, an obstacle or a stop act in the '
+              "planner's predictions and sweeps only", flush=True)
     if args.sim_only:
         return sim_graph(args.robot, args.namespace, overrides, calibration_file=calibration)
     return twin_graph(args.robot, args.hardware, args.target, args.arm, args.controller_name,
@@ -192,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                     '(also latency and encoder offsets), the bridge its divergence threshold '
                     'and time slack (unless -p bridge:divergence_threshold:=... etc. is given); '
                     'the stand-in never')
+    up.add_argument('--scenario', default='', metavar='FILE',
+                    help='a scenario (config/scenarios/ name or YAML): the stand-in takes one '
+                    "draw's payload, friction, damping, latency and sensor noise, and the "
+                    "planner's risk sweeps use the whole scenario")
+    up.add_argument('--scenario-seed', type=int, default=0, metavar='N',
+                    help='which draw of --scenario the stand-in takes (default 0)')
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser('demo', help="the twin's story: an unsafe goal refused, a safe one in "
                           'sim then on the stand-in in shadow mode, a divergence stopping it '

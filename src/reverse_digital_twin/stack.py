@@ -154,6 +154,35 @@ def calibration_parameters(calibration_file: str) -> dict[str, str]:
     return {CALIBRATION_PARAMETER: str(Path(calibration_file).expanduser().absolute())}
 
 
+def scenario_overrides(robot: str, scenario_file: str, seed: int = 0
+                       ) -> tuple[dict[str, dict[str, Any]], str]:
+    """A scenario applied to a twin graph: (node overrides, what was drawn).
+
+    The stand-in (the "world") takes draw ``seed``'s dynamics on top of its configured
+    perturbation: payload, joint friction and damping, command latency, sensor noise. The
+    planner sweeps under the whole scenario (the "what if" of the bridge's
+    min_success_probability). A weak or locked joint, dropouts, lost commands, an obstacle and
+    an emergency stop exist only in predictions and sweeps: the draw's description says which
+    were drawn.
+    """
+    from reverse_digital_twin.core.perturbation import Perturbation  # noqa: PLC0415
+    from reverse_digital_twin.core.robot_model import load_robot_model  # noqa: PLC0415
+    from reverse_digital_twin.core.paths import resolve  # noqa: PLC0415
+    from reverse_digital_twin.core.scenario import load_scenario, scenario_path  # noqa: PLC0415
+    config = robot_config(robot)
+    standin = read_node_parameters(config, STANDIN_NODE)
+    controller = read_node_parameters(config, 'joint_trajectory_controller')
+    joints = list(controller.get('joints', []))
+    model = load_robot_model(resolve(standin['robot_description_file']))
+    scenario = load_scenario(scenario_file)
+    scenario.check_robot(model, joints, list(controller.get('command_interfaces', ['position'])))
+    base = Perturbation.from_parameters(standin, joints=[j.name for j in model.movable_joints])
+    draw = scenario.draw(seed, joints, 0.0)
+    overrides = {STANDIN_NODE: draw.perturbation(base).to_parameters(),
+                 PLANNER_NODE: {'sweep.scenario_file': str(scenario_path(scenario_file))}}
+    return overrides, draw.describe()
+
+
 def sim_graph(robot: str = 'rdt_arm6', namespace: str = '',
               overrides: Mapping[str, Mapping[str, Any]] | None = None,
               use_sim_time: bool = True, calibration_file: str = '') -> list[NodeSpec]:

@@ -343,3 +343,22 @@ def test_brakes_need_a_position_or_velocity_controller(tmp_path):
         with pytest.raises(ConfigError, match=rf'case.yaml: {key}: not modelled for a '
                            'controller that commands efforts'):
             scenario.check_robot(setup.model(), setup.joints, ['effort'])
+
+
+def test_a_scenario_draw_becomes_the_standins_parameters_and_the_planners_sweep():
+    """`rdt up --scenario`: the stand-in starts with the draw's dynamics on top of its own
+    configured perturbation (read back exactly), the planner sweeps under the whole file."""
+    from reverse_digital_twin.core.perturbation import Perturbation
+    from reverse_digital_twin.stack import PLANNER_NODE, STANDIN_NODE, scenario_overrides
+    overrides, description = scenario_overrides('rdt_arm6', 'edge_cases', 3)
+    standin = overrides[STANDIN_NODE]
+    back = Perturbation.from_parameters(standin)
+    assert standin['perturbation.payload_mass'] == back.payload_mass > 0
+    assert f'payload {back.payload_mass:.2f} kg' in description
+    assert back.joint_offsets == {'elbow_joint': 0.002}  # config/rdt_arm6.yaml's, kept
+    assert Perturbation.from_parameters(back.to_parameters()) == back
+    assert overrides[PLANNER_NODE]['sweep.scenario_file'].endswith('edge_cases.yaml')
+    again, _ = scenario_overrides('rdt_arm6', 'edge_cases', 3)
+    assert again == overrides  # the same draw for the same seed
+    other, _ = scenario_overrides('rdt_arm6', 'edge_cases', 4)
+    assert other[STANDIN_NODE] != standin

@@ -122,6 +122,17 @@ class Perturbation:
                         raise ConfigError(f'{prefix}{name}.{joint}: {joint!r} is not a movable '
                                           f'joint of the robot; its movable joints are {known}')
 
+    def to_parameters(self, prefix: str = 'perturbation.') -> dict[str, Any]:
+        """The flat ROS-style parameters :meth:`from_parameters` reads back (per-joint values as
+        ``<prefix><map>.<joint>``), e.g. to start a stand-in with them."""
+        out: dict[str, Any] = {prefix + name: float(getattr(self, name)) for name in _SCALARS}
+        out[prefix + 'payload_link'] = self.payload_link
+        out[prefix + 'seed'] = int(self.seed)
+        for name in _JOINT_MAPS:
+            for joint, value in getattr(self, name).items():
+                out[f'{prefix}{name}.{joint}'] = float(value)
+        return out
+
     @staticmethod
     def from_parameters(params: Mapping[str, Any], prefix: str = 'perturbation.',
                         joints: Sequence[str] | None = None) -> 'Perturbation':
