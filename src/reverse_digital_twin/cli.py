@@ -75,10 +75,9 @@ def _specs(args: argparse.Namespace):
         drawn, description = scenario_overrides(args.robot, args.scenario, args.scenario_seed)
         for node, values in drawn.items():  # -p wins over the scenario
             overrides[node] = {**values, **overrides.get(node, {})}
-        print(f'rdt: scenario {args.scenario}, draw {args.scenario_seed}: {description}. The '
-              "stand-in takes its payload, friction, damping, latency and sensor noise; a weak "
-              'or locked joint, dropouts, lost commands, an obstacle or a stop act in the '
-              "planner's predictions and sweeps only", flush=True)
+        print(f'rdt: scenario {args.scenario}, draw {args.scenario_seed} for the stand-in: '
+              f"{description}; the planner's risk sweeps draw from the whole scenario",
+              flush=True)
     if args.sim_only:
         return sim_graph(args.robot, args.namespace, overrides, calibration_file=calibration)
     return twin_graph(args.robot, args.hardware, args.target, args.arm, args.controller_name,
@@ -202,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                     'and time slack (unless -p bridge:divergence_threshold:=... etc. is given); '
                     'the stand-in never')
     up.add_argument('--scenario', default='', metavar='FILE',
-                    help='a scenario (config/scenarios/ name or YAML): the stand-in takes one '
-                    "draw's payload, friction, damping, latency and sensor noise, and the "
-                    "planner's risk sweeps use the whole scenario")
+                    help='a scenario (config/scenarios/ name or YAML): the stand-in plays one '
+                    'draw (payload, friction, damping, latency, noise, a weak or locked joint, '
+                    "dropouts, lost commands, an emergency stop), the planner's risk sweeps "
+                    'draw from the whole scenario')
     up.add_argument('--scenario-seed', type=int, default=0, metavar='N',
                     help='which draw of --scenario the stand-in takes (default 0)')
     up.set_defaults(func=cmd_up)

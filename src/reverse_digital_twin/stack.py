@@ -159,11 +159,11 @@ def scenario_overrides(robot: str, scenario_file: str, seed: int = 0
     """A scenario applied to a twin graph: (node overrides, what was drawn).
 
     The stand-in (the "world") takes draw ``seed``'s dynamics on top of its configured
-    perturbation: payload, joint friction and damping, command latency, sensor noise. The
-    planner sweeps under the whole scenario (the "what if" of the bridge's
-    min_success_probability). A weak or locked joint, dropouts, lost commands, an obstacle and
-    an emergency stop exist only in predictions and sweeps: the draw's description says which
-    were drawn.
+    perturbation (payload, joint friction and damping, command latency, sensor noise: its
+    ``perturbation.*`` parameters) and plays the rest of the draw (a weak or locked joint,
+    dropouts, lost commands, an obstacle at a given position, an emergency stop: its
+    ``scenario.*`` parameters). The planner sweeps under the whole scenario (the "what if" of
+    the bridge's min_success_probability).
     """
     from reverse_digital_twin.core.perturbation import Perturbation  # noqa: PLC0415
     from reverse_digital_twin.core.robot_model import load_robot_model  # noqa: PLC0415
@@ -178,8 +178,10 @@ def scenario_overrides(robot: str, scenario_file: str, seed: int = 0
     scenario.check_robot(model, joints, list(controller.get('command_interfaces', ['position'])))
     base = Perturbation.from_parameters(standin, joints=[j.name for j in model.movable_joints])
     draw = scenario.draw(seed, joints, 0.0)
-    overrides = {STANDIN_NODE: draw.perturbation(base).to_parameters(),
-                 PLANNER_NODE: {'sweep.scenario_file': str(scenario_path(scenario_file))}}
+    path = str(scenario_path(scenario_file))
+    overrides = {STANDIN_NODE: {**draw.perturbation(base).to_parameters(),
+                                'scenario.file': path, 'scenario.seed': int(seed)},
+                 PLANNER_NODE: {'sweep.scenario_file': path}}
     return overrides, draw.describe()
 
 

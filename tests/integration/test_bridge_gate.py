@@ -90,6 +90,7 @@ def test_absurd_start_times_are_refused_with_the_reason(fresh):
     assert outcome.status_name == 'SUCCEEDED', outcome
 
 
+@pytest.mark.slow
 def test_a_long_goal_is_predicted_and_accepted(fresh):
     """Painting or inspection paths run for minutes: a 200 s, 2000-point goal is accepted
     (predicted, not timed out); cancelling it holds the arm."""

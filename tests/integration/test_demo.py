@@ -12,6 +12,7 @@ def _demo(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_twin_demo_tells_the_whole_story(tmp_path):
     result = _demo('--output', str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -160,8 +160,12 @@ def test_move_to_goes_through_the_planner_and_the_bridge(twin):
 
 @pytest.mark.parametrize('parameter, value, words', [
     ('prediction.workers', 0, 'workers'),
-    ('prediction.allowed_contacts', 'wrist_3_link', 'robot_link:other'),
-    ('prediction.min_speed', -1.0, 'min_speed'),
+    pytest.param('prediction.allowed_contacts', 'wrist_3_link', 'robot_link:other',
+                 marks=pytest.mark.slow),
+    pytest.param('prediction.min_speed', -1.0, 'min_speed', marks=pytest.mark.slow),
+    pytest.param('planning.timeout', 0.0, 'planning.timeout', marks=pytest.mark.slow),
+    pytest.param('sweep.scenario_file', 'no_such_scenario', 'sweep.scenario_file',
+                 marks=pytest.mark.slow),
 ])
 def test_a_bad_planner_parameter_is_one_clear_line(tmp_path, parameter, value, words):
     """The planner alone, misconfigured: exit code 2 and a line naming the parameter."""

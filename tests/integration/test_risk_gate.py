@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reverse_digital_twin.client import wait_for
-from reverse_digital_twin.stack import PLANNER_NODE
+from reverse_digital_twin.stack import PLANNER_NODE, STANDIN_NODE
 
 from .conftest import Twin
 
@@ -28,9 +28,11 @@ def test_a_goal_below_the_success_probability_never_reaches_the_hardware(
         ros_node, tmp_path: Path):
     scenario = tmp_path / 'always_locked.yaml'
     scenario.write_text(ALWAYS_LOCKED)
+    # the world does what the scenario says: the stand-in's draw 0 locks a joint too
     twin = Twin(ros_node, 'rdt_arm6', tmp_path, overrides={
         'bridge': {'min_success_probability': 0.8, 'sweep_rollouts': 4},
-        PLANNER_NODE: {'sweep.scenario_file': str(scenario), 'sweep.workers': 1}})
+        PLANNER_NODE: {'sweep.scenario_file': str(scenario), 'sweep.workers': 1},
+        STANDIN_NODE: {'scenario.file': str(scenario)}})
     try:
         assert twin.arm(True).success and twin.switch('hardware').success
         target = twin.pose(0.2)
@@ -42,10 +44,16 @@ def test_a_goal_below_the_success_probability_never_reaches_the_hardware(
         count = twin.hw.received
         assert wait_for(lambda: twin.hw.received > count + 30, 5)
         assert np.abs(twin.positions(twin.hw) - before).max() < 2e-3, 'the hardware moved'
-        # the gate off, the same goal runs (the nominal twin finds it safe)
+        # the gate off, the nominal twin finds the goal safe and the hardware gets it: one of
+        # its joints is seized, as the sweep predicted, and the controller aborts the goal
         twin.commander.set_parameters(twin.names.bridge, {'min_success_probability': 0.0})
         outcome = twin.send([target], [2.0])
-        assert outcome.status_name == 'SUCCEEDED', outcome
-        assert wait_for(lambda: np.abs(twin.positions(twin.hw) - target).max() < 0.02, 5)
+        assert outcome.status_name == 'ABORTED', outcome
+        assert 'path tolerance' in outcome.error_string or 'diverged' in outcome.error_string, \
+            outcome.error_string
+        assert wait_for(lambda: twin.hw.received > count + 200, 10)
+        moved = np.abs(twin.positions(twin.hw) - before)
+        assert moved.min() < 2e-3, f'every joint moved ({moved.round(4)}): none was locked'
+        assert moved.max() > 0.02, 'nothing moved at all'
     finally:
         twin.close()

@@ -245,6 +245,7 @@ def test_a_new_goal_preempts_the_running_one_through_the_bridge(fresh):
 
 
 @pytest.mark.timeout(600)  # ~50 s idle; 200 s measured with two busy loops beside it
+@pytest.mark.slow
 def test_calibration_finds_the_standins_hidden_latency_and_offset(fresh, tmp_path):
     """Excitation through the bridge on the armed stand-in, recorded as a bag, then the fit
     (latency and encoder offsets; the stand-in hides 4 ms and a 2 mrad elbow offset)."""

@@ -373,6 +373,7 @@ def test_the_camera_is_shown(browser, view, armed_twin):
     assert images, 'no camera image on the page'
 
 
+@pytest.mark.slow
 def test_a_refused_goal_is_drawn_on_the_page(browser, view, armed_twin):
     """The twin's prediction of a refused goal: the verdict panel says why, the ghost leaves
     the arm for where the twin predicts it would go, and the predicted path and contact are
@@ -437,6 +438,7 @@ def test_disarm_and_arm_from_the_page_reach_the_bridge(browser, view, armed_twin
     assert wait_text(browser, 'Hardware: ARMED', 15.0)
 
 
+@pytest.mark.slow
 def test_switching_from_the_page_and_a_refusal_shown(browser, view, armed_twin):
     """Armed, the page switches the bridge to shadow and back; disarmed, the bridge refuses
     target hardware and the page says why."""

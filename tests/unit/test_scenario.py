@@ -358,6 +358,8 @@ def test_a_scenario_draw_becomes_the_standins_parameters_and_the_planners_sweep(
     assert back.joint_offsets == {'elbow_joint': 0.002}  # config/rdt_arm6.yaml's, kept
     assert Perturbation.from_parameters(back.to_parameters()) == back
     assert overrides[PLANNER_NODE]['sweep.scenario_file'].endswith('edge_cases.yaml')
+    assert standin['scenario.file'] == overrides[PLANNER_NODE]['sweep.scenario_file']
+    assert standin['scenario.seed'] == 3
     again, _ = scenario_overrides('rdt_arm6', 'edge_cases', 3)
     assert again == overrides  # the same draw for the same seed
     other, _ = scenario_overrides('rdt_arm6', 'edge_cases', 4)

@@ -210,6 +210,7 @@ class PlannerNode(Node):
         self._initial = initial
         self._state: TwinState | None = None
         self._state_lock = threading.Lock()
+        self._state_ready = threading.Event()  # set by the twin's first state
         group = ReentrantCallbackGroup()  # predictions answer concurrently
         # The twin's 100 Hz joint states on a thread of their own (see side_executor): on this
         # node's multi-threaded executor each would wake every entity of it
@@ -275,6 +276,7 @@ class PlannerNode(Node):
                           seconds(msg.header.stamp))
         with self._state_lock:
             self._state = state
+        self._state_ready.set()
 
     def twin_state(self) -> TwinState | None:
         """The twin's latest measured state; None before the first message."""
@@ -310,6 +312,10 @@ class PlannerNode(Node):
             now = seconds(start.header.stamp)
         else:
             state = self.twin_state()
+            if state is None:  # just started: the twin's first state may be on its way
+                await in_thread(self, lambda: self._state_ready.wait(FIRST_STATE_WAIT),
+                                'first_twin_state')
+                state = self.twin_state()
             if state is None:
                 verdict = failed_verdict(joints, 'no state from the twin yet (is the sim '
                                          'running?); the goal was not checked')
@@ -352,6 +358,10 @@ class PlannerNode(Node):
             f'{"safe" if verdict.safe else verdict.summary}'
             + (f'; {response.sweep_summary}' if response.sweep_summary else ''))
         return response
+
+
+#: s a prediction without a start state waits for the twin's first state (a planner just started)
+FIRST_STATE_WAIT = 5.0
 
 
 def main(args: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from sensor_msgs.msg import JointState
 
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.perturbation import CommandDelay, Perturbation, SensorModel
+from reverse_digital_twin.core.scenario import ScenarioRun, load_scenario
 from reverse_digital_twin.nodes.emulated_controller_node import EmulatedController
 from reverse_digital_twin.nodes.ros_common import declare, seconds
 from reverse_digital_twin.nodes.sim_node import SimNode
@@ -76,9 +77,27 @@ class StandinRobot(SimNode):
                 values[key] = declare(self, key, 0.0, f'{text} of {joint}', read_only=True)
         self.perturbation = Perturbation.from_parameters(values, PREFIX)
         self.perturbation.validate(self.joints)
+        self._scenario_args = (
+            declare(self, 'scenario.file', '',
+                    "A scenario (config/scenarios/ name or YAML) whose draw this world plays: a "
+                    'weak or locked joint, sensor dropouts, lost commands, an obstacle and an '
+                    'emergency stop at their times after the start (its payload, friction, '
+                    'damping, latency and noise go in perturbation.*: rdt up --scenario sets '
+                    "both); '' = none", read_only=True),
+            int(declare(self, 'scenario.seed', 0, 'Which draw of scenario.file', read_only=True)),
+            float(declare(self, 'scenario.duration', 60.0,
+                          "s over which the scenario's time_fraction values spread",
+                          read_only=True)),
+            [float(v) for v in declare(
+                self, 'scenario.obstacle_position', [0.0],
+                'World position (m) of an obstacle drawn "on the path" (the live world knows no '
+                'path); [0.0] = such an obstacle is left out', read_only=True)])
+        self.scenario_run: ScenarioRun | None = None
+        self._run_events = 0
 
     def on_world_ready(self) -> None:
         self.perturbation.apply_to(self.world)
+        self.scenario_run = self._scenario_run()
         self.sensors = SensorModel(self.perturbation, self.joints)
         self.delay = CommandDelay(self.perturbation.command_latency)
         p = self.perturbation
@@ -108,8 +127,35 @@ class StandinRobot(SimNode):
         scheduled = wall0 + (sim_time - sim0) / self.real_time_factor  # monotonic clock
         return self._wall_minus_monotonic + scheduled
 
+    def _scenario_run(self) -> ScenarioRun | None:
+        """The scenario draw this world plays, without what perturbation.* already does."""
+        name, seed, duration, position = self._scenario_args
+        if not name:
+            return None
+        try:
+            scenario = load_scenario(name)
+            scenario.check_robot(self.model, self.joints, ['position'])
+        except ConfigError as exc:
+            raise ConfigError(f'parameter scenario.file: {exc}') from None
+        draw = replace(scenario.draw(seed, self.joints, duration), payload_mass=None,
+                       joint_friction=(), joint_damping=(), position_noise=None,
+                       velocity_noise=None, command_latency=None)
+        if draw.obstacle is not None and draw.obstacle.position is None and len(position) != 3:
+            self.get_logger().warning(
+                f'scenario {name} draw {seed}: its obstacle sits on a path, which a live world '
+                'does not know: left out (set scenario.obstacle_position to place it)')
+            draw = replace(draw, obstacle=None)
+        self.get_logger().info(f'playing scenario {name}, draw {seed}: '
+                               f'{draw.describe() or "nothing beyond perturbation.*"}')
+        return ScenarioRun(draw, self.world, list(self.joints),
+                           obstacle_position=tuple(position) if len(position) == 3 else None)
+
     def measure(self, positions: np.ndarray, velocities: np.ndarray):
-        return self.sensors.measure(positions, velocities)
+        positions, velocities = self.sensors.measure(positions, velocities)
+        if self.scenario_run is not None:
+            positions, velocities = self.scenario_run.measure(self.world.time, positions,
+                                                              velocities)
+        return positions, velocities
 
     def host(self, controller: EmulatedController) -> None:
         """Run ``controller``'s cycle in this hardware loop, on every measured state (lockstep
@@ -130,6 +176,8 @@ class StandinRobot(SimNode):
         """Queue a command to act ``command_latency`` after the state it answers was measured
         (its header.stamp echoes that state's): a real arm's latency runs from sensing to
         actuation. A command for an unknown state acts ``command_latency`` after now."""
+        if self.scenario_run is not None:  # a lost command: the last one stays in force
+            msg = self.scenario_run.command(self.world.time, msg)
         with self._lock:
             answered = self._measured_at.get(round(seconds(msg.header.stamp) * 1e6))
             self.delay.push(answered if answered is not None else self.world.time, msg)
@@ -153,6 +201,11 @@ class StandinRobot(SimNode):
                 due = self.delay.pop_due(self.world.time)
             if due is not None:
                 self.apply_joint_command(due)
+            if self.scenario_run is not None:
+                self.scenario_run.before_step(self.world.time, self.world)
+                if len(self.scenario_run.reasons) > self._run_events:
+                    self._run_events = len(self.scenario_run.reasons)
+                    self.get_logger().warning(f'scenario: {self.scenario_run.reasons[-1]}')
             self.world.step(1)
 
     def _on_set_perturbation(self, params: list[Parameter]) -> SetParametersResult:
