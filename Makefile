@@ -53,43 +53,6 @@ bench: $(READY)
 	$(RUN) python -m benchmarks
 
 up: $(READY)
-
-# `make test` leaves out the tests marked slow (long end-to-end runs whose parts the fast suite
-# covers too) so that it stays near 12 minutes on two cores; `make test-slow` runs those, and CI
-# runs both (.ci/run).
-test: $(READY)
-	$(RUN) $(PYTEST) tests -m 'not slow' $(PYTEST_ARGS)
-	@echo "make test: the tests marked slow were left out; make test-slow runs them"
-
-test-slow: $(READY)
-	$(RUN) $(PYTEST) tests -m slow $(PYTEST_ARGS)
-
-test-all: $(READY)
-	$(RUN) $(PYTEST) tests $(PYTEST_ARGS)
-
-unit: $(READY)
-	$(RUN) $(PYTEST) tests/unit $(PYTEST_ARGS)
-
-demo: $(READY)
-	$(RUN) rdt demo
-
-bench: $(READY)
-	$(RUN) python -m benchmarks
-
-# Training needs torch and stable-baselines3 (tools/requirements-train.txt): installed here only,
-# never by setup or test. TRAIN_ARGS: e.g. --robot panda --goal-kind tip (see
-# python -m reverse_digital_twin.train --help).
-TRAIN_READY := $(VENV)/.rdt-train-ready
-TRAIN_ARGS ?=
-
-$(TRAIN_READY): tools/requirements-train.txt $(READY)
-	$(RUN) python -m pip install --quiet --disable-pip-version-check -r tools/requirements-train.txt
-	@touch $@
-
-train: $(TRAIN_READY)
-	$(RUN) python -m reverse_digital_twin.train $(TRAIN_ARGS)
-
-up: $(READY)
 	$(RUN) rdt up
 
 clean:
