@@ -540,6 +540,8 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
         'predict_service': names.predict_trajectory,
         'target': target,
         'hardware_armed': armed,
+        'goal_time': float(read_node_parameters(Path(config), CONTROLLER_NODE).get(
+            'constraints.goal_time', 0.0)),
         **calibration,
         **overrides.get('bridge', {}),
     }

@@ -57,7 +57,10 @@ async def in_thread(node: Node, work: Callable[[], Any], name: str = 'work') -> 
             outcome['value'] = work()
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting coroutine
             outcome['error'] = exc
-        guard.trigger()
+        try:
+            guard.trigger()
+        except Exception:  # noqa: BLE001 - the node shut down meanwhile: nobody awaits it
+            pass
 
     threading.Thread(target=run, name=name, daemon=True).start()
     try:

@@ -179,6 +179,11 @@ class Bridge(Node):
             'Shadow mode: time misalignment (s) tolerated between measurement and prediction, '
             'one shift for all joints (default: the calibration\'s when calibration_file sets '
             f'one, else {DEFAULT_DIVERGENCE_TIME_SLACK:g})'))
+        self.goal_time = float(declare(
+            self, 'goal_time', 0.0,
+            "The targets' constraints.goal_time (s): a goal whose goal_time_tolerance is 0 may "
+            'take this long after its end to reach its goal tolerance or fail (the graph '
+            "passes the twin's controller section's)"))
         self.timeout_scale = float(declare(self, 'execution_timeout_scale', 1.1,
                                            'Result deadline = scale x duration + margin', True))
         self.timeout_margin = float(declare(self, 'execution_timeout_margin', 0.5,
@@ -636,8 +641,10 @@ class Bridge(Node):
         if verdict is not None:  # the twin knows when the controller will report (settling)
             duration = max(duration, verdict.duration)
         # The deadline runs from sending, so a driver that never even answers is caught too.
-        execution.timeout = execution_timeout(duration, seconds(request.goal_time_tolerance),
-                                              self.timeout_scale, self.timeout_margin)
+        # as upstream: the request's goal_time_tolerance, else the controller's goal_time
+        goal_time = seconds(request.goal_time_tolerance) or self.goal_time
+        execution.timeout = execution_timeout(duration, goal_time, self.timeout_scale,
+                                              self.timeout_margin)
         execution.forwarded = self._now()
         self._watch_timer.reset()
         goal_handle = await link.action.send_goal_async(
