@@ -49,8 +49,11 @@ def test_a_goal_below_the_success_probability_never_reaches_the_hardware(
         twin.commander.set_parameters(twin.names.bridge, {'min_success_probability': 0.0})
         outcome = twin.send([target], [2.0])
         assert outcome.status_name == 'ABORTED', outcome
-        assert 'path tolerance' in outcome.error_string or 'diverged' in outcome.error_string, \
-            outcome.error_string
+        # the controller's own verdict (a seized joint misses the goal tolerance after its
+        # goal_time), not the bridge's "no result": the hardware answered in time
+        assert any(words in outcome.error_string for words in (
+            'goal_time_tolerance', 'path tolerance')), outcome.error_string
+        assert 'treated as lost' not in outcome.error_string
         assert wait_for(lambda: twin.hw.received > count + 200, 10)
         moved = np.abs(twin.positions(twin.hw) - before)
         assert moved.min() < 2e-3, f'every joint moved ({moved.round(4)}): none was locked'
