@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +76,16 @@ class Target:
             return None
         return {'<=': value <= self.limit, '>=': value >= self.limit,
                 '==': value == self.limit}[self.op]
+
+
+def run_alone(measure: Callable[[str], dict], description: str,
+              argv: Sequence[str] | None = None) -> int:
+    """`python -m benchmarks.bench_x [robot]`: one benchmark's figures as JSON (the aggregator,
+    `python -m benchmarks --only x`, also compares them with their targets)."""
+    import argparse  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument('robot', nargs='?', default='rdt_arm6')
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.robot), indent=2))
+    return 0

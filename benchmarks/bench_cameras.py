@@ -21,8 +21,6 @@ Standalone: ``python -m benchmarks.bench_cameras [robot]``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from benchmarks import Target, isolate, log
+from benchmarks import Target, isolate, log, run_alone
 from reverse_digital_twin.core import camera as geometry
 from reverse_digital_twin.core.physics import RENDER_PRINCIPAL_OFFSET, PhysicsWorld
 from reverse_digital_twin.core.scene import CameraSpec
@@ -319,11 +317,7 @@ def measure(robot: str = 'rdt_arm6') -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('robot', nargs='?', default='rdt_arm6')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
-    return 0
+    return run_alone(measure, __doc__, argv)
 
 
 if __name__ == '__main__':

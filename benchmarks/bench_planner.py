@@ -16,8 +16,6 @@ only. Standalone: ``python -m benchmarks.bench_planner [robot]``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import random
@@ -33,6 +31,8 @@ from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.prediction_pool import PredictionPool, PredictionRequest
 from reverse_digital_twin.core.prediction_pool import PredictorSpec
 from reverse_digital_twin.robot_setup import load_robot
+
+from benchmarks import run_alone
 
 #: Targets (the aggregator marks them met or missed): the twin keeps real time while it
 #: predicts; two workers nearly double the throughput; a long goal is predicted at least as fast
@@ -212,11 +212,7 @@ def measure(robot: str = 'rdt_arm6') -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('robot', nargs='?', default='rdt_arm6')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
-    return 0
+    return run_alone(measure, __doc__, argv)
 
 
 if __name__ == '__main__':

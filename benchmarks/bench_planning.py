@@ -23,8 +23,6 @@ is imported and one plan made before timing. Standalone:
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
 import sys
@@ -33,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks import Target
+from benchmarks import Target, run_alone
 from reverse_digital_twin.core.physics import PhysicsWorld
 from reverse_digital_twin.core.planning import CollisionChecker, PlanningError, plan_path
 from reverse_digital_twin.core.planning import time_parameterize
@@ -151,11 +149,7 @@ def measure(robot: str = 'rdt_arm6') -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('robot', nargs='?', default='rdt_arm6')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
-    return 0
+    return run_alone(measure, __doc__, argv)
 
 
 if __name__ == '__main__':

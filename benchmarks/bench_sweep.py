@@ -19,8 +19,6 @@ Standalone: ``python -m benchmarks.bench_sweep [robot]``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -32,6 +30,8 @@ from reverse_digital_twin.core.scenario import load_scenario
 from reverse_digital_twin.core.sweep import SweepJob, build_report, comparable, run_sweep
 from reverse_digital_twin.robot_setup import load_robot
 from reverse_digital_twin.sweep_cli import predictor_spec
+
+from benchmarks import run_alone
 
 #: The issue's targets (the aggregator marks them met or missed).
 TARGETS = {'sweep_efficiency_local': ('>=', 0.8), 'sweep_efficiency_ray': ('>=', 0.8)}
@@ -124,11 +124,7 @@ def measure(robot: str = 'rdt_arm6') -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('robot', nargs='?', default='rdt_arm6')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
-    return 0
+    return run_alone(measure, __doc__, argv)
 
 
 if __name__ == '__main__':

@@ -40,7 +40,8 @@ def _quintic(tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s, ds, dds
 
 
-def _per_joint(value: float | Mapping[str, float], joints: Sequence[str], what: str) -> np.ndarray:
+def per_joint(value: float | Mapping[str, float], joints: Sequence[str], what: str) -> np.ndarray:
+    """One positive finite limit per joint, from one number for all or a joint -> value map."""
     if isinstance(value, Mapping):
         missing = [j for j in joints if j not in value]
         if missing:
@@ -126,7 +127,7 @@ def plan_joint_motion(start: np.ndarray, goal: np.ndarray, joints: Sequence[str]
             raise ValueError(f'start position of joint {j} is {q:.4f}, outside its URDF limits '
                              f'[{lim.lower:.4f}, {lim.upper:.4f}]')
         start[k] = min(max(q, lim.lower), lim.upper)
-    accel = _per_joint(acceleration_limit, joints, 'acceleration_limit')
+    accel = per_joint(acceleration_limit, joints, 'acceleration_limit')
     vmax = np.array([velocity_scaling * limits[j].velocity for j in joints])
     delta = goal - start
     distance = np.abs(delta)

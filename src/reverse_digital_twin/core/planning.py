@@ -29,11 +29,12 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
-from reverse_digital_twin.core.motion import DEFAULT_ACCELERATION_LIMIT, SAMPLE_PERIOD
+from reverse_digital_twin.core.motion import DEFAULT_ACCELERATION_LIMIT, SAMPLE_PERIOD, per_joint
 from reverse_digital_twin.core.motion import START_LIMIT_SLACK, solve_ik
 from reverse_digital_twin.core.physics import DistanceQuery, PhysicsWorld
 from reverse_digital_twin.core.robot_model import JointLimits, RobotModel
 from reverse_digital_twin.core.self_collision import HOME_CONTACT_MARGIN, ignored_link_pairs
+from reverse_digital_twin.core.self_collision import rigid_groups
 
 #: How close (m) a robot link may come to a scene object on a planned path. The controller
 #: tracks the plan within its tolerances, not exactly: the margin keeps the executed motion
@@ -121,21 +122,9 @@ class PlannedPath:
 def _rigid_groups(model: RobotModel, moving: Iterable[str]) -> dict[str, int]:
     """Link -> group id; links in one group keep their relative pose while only the joints in
     ``moving`` move (every other joint, fixed or not, holds still during a plan)."""
-    moving = set(moving)
-    parent = {link: link for link in model.links}
-
-    def find(link: str) -> str:
-        while parent[link] != link:
-            parent[link] = parent[parent[link]]
-            link = parent[link]
-        return link
-
-    for joint in model.joints:
-        if joint.name not in moving and joint.parent in parent and joint.child in parent:
-            parent[find(joint.child)] = find(joint.parent)
-    roots = sorted({find(link) for link in model.links})
-    number = {r: k for k, r in enumerate(roots)}
-    return {link: number[find(link)] for link in model.links}
+    groups = rigid_groups(model, moving)
+    number = {group: k for k, group in enumerate(sorted(set(groups.values()), key=sorted))}
+    return {link: number[groups[link]] for link in model.links}
 
 
 class CollisionChecker:
@@ -514,21 +503,6 @@ def plan_path(world: PhysicsWorld, start: Sequence[float], goal: Sequence[float]
 
 # --- time parameterisation -----------------------------------------------------------------------
 
-def _per_joint(value: float | Mapping[str, float], joints: Sequence[str], what: str
-               ) -> np.ndarray:
-    if isinstance(value, Mapping):
-        missing = [j for j in joints if j not in value]
-        if missing:
-            raise ValueError(f'{what}: no value for joints {missing}')
-        out = np.array([float(value[j]) for j in joints])
-    else:
-        out = np.full(len(joints), float(value))
-    bad = [j for j, v in zip(joints, out) if not (v > 0.0 and math.isfinite(v))]
-    if bad:
-        raise ValueError(f'{what} must be a positive finite number; not so for joints {bad}')
-    return out
-
-
 @dataclass
 class _Segment:
     """One Ruckig trajectory between two waypoints, and when it starts."""
@@ -676,8 +650,8 @@ def time_parameterize(path: PlannedPath, limits: Mapping[str, JointLimits],
     lims = [limits[j] for j in joints]
     vmax = np.array([velocity_scaling * (lim.velocity if 0.0 < lim.velocity < math.inf
                                          else UNLIMITED_VELOCITY) for lim in lims])
-    amax = _per_joint(acceleration_limit, joints, 'acceleration_limit')
-    jmax = _per_joint(jerk_limit, joints, 'jerk_limit')
+    amax = per_joint(acceleration_limit, joints, 'acceleration_limit')
+    jmax = per_joint(jerk_limit, joints, 'jerk_limit')
     points = np.asarray(path.waypoints, dtype=float)
     n = len(joints)
     if checker is not None and (checker.joints != joints):

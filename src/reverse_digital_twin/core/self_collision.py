@@ -22,8 +22,11 @@ HOME_CONTACT_MARGIN = 0.002
 LinkPair = frozenset[str]
 
 
-def rigid_groups(model: RobotModel) -> dict[str, frozenset[str]]:
-    """Link -> every link rigidly attached to it (through fixed joints), itself included."""
+def rigid_groups(model: RobotModel, moving: Iterable[str] | None = None
+                 ) -> dict[str, frozenset[str]]:
+    """Link -> every link rigidly attached to it, itself included: through fixed joints, or,
+    with ``moving``, through every joint not in it (what holds still while only those move)."""
+    held = None if moving is None else set(moving)
     parent = {link: link for link in model.links}
 
     def find(link: str) -> str:
@@ -33,7 +36,8 @@ def rigid_groups(model: RobotModel) -> dict[str, frozenset[str]]:
         return link
 
     for joint in model.joints:
-        if joint.type == 'fixed' and joint.parent in parent and joint.child in parent:
+        rigid = joint.type == 'fixed' if held is None else joint.name not in held
+        if rigid and joint.parent in parent and joint.child in parent:
             parent[find(joint.child)] = find(joint.parent)
     groups: dict[str, set[str]] = {}
     for link in model.links:
