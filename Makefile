@@ -14,7 +14,7 @@ PYTEST := PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -p pytest_timeout
 # Every command runs with the venv's environment (tools/env.sh), with or without a ROS distro.
 RUN := RDT_VENV=$(abspath $(VENV)) . tools/env.sh &&
 
-.PHONY: setup test test-slow test-all unit demo bench up clean help
+.PHONY: setup test test-slow test-all unit demo bench train up clean help
 
 help:
 	@echo "make demo   start the twin, send a trajectory as MoveIt would, print the result"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-slow  the slow end-to-end runs (CI runs both)"
 	@echo "make unit   run only the core unit tests (no ROS)"
 	@echo "make bench  run the benchmarks (ratios against bare PyBullet / raw rclpy, same run)"
+	@echo "make train  train the reaching policy (installs torch + stable-baselines3 first)"
 	@echo "make up     start the sim stack (rdt up) until Ctrl-C"
 
 $(READY): $(BOOTSTRAP_INPUTS)
@@ -51,6 +52,19 @@ demo: $(READY)
 
 bench: $(READY)
 	$(RUN) python -m benchmarks
+
+# Training needs torch and stable-baselines3 (tools/requirements-train.txt): installed here only,
+# never by setup or test. TRAIN_ARGS: e.g. --robot panda --goal-kind tip (see
+# python -m reverse_digital_twin.train --help).
+TRAIN_READY := $(VENV)/.rdt-train-ready
+TRAIN_ARGS ?=
+
+$(TRAIN_READY): tools/requirements-train.txt $(READY)
+	$(RUN) python -m pip install --quiet --disable-pip-version-check -r tools/requirements-train.txt
+	@touch $@
+
+train: $(TRAIN_READY)
+	$(RUN) python -m reverse_digital_twin.train $(TRAIN_ARGS)
 
 up: $(READY)
 	$(RUN) rdt up

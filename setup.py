@@ -24,6 +24,7 @@ setup(
         data('config', '*.rviz'),
         data('config/scenarios', '*.yaml'),
         data('urdf', '*.urdf'),
+        data('policies', '*.npz'),
     ],
     install_requires=['setuptools'],
     # colcon test runs pytest from the package directory (pytest.ini: testpaths = tests);
@@ -47,6 +48,7 @@ setup(
             'camera = reverse_digital_twin.nodes.camera_node:main',
             'web_view = reverse_digital_twin.nodes.web_view_node:main',
             'prediction_view = reverse_digital_twin.nodes.prediction_view_node:main',
+            'policy = reverse_digital_twin.nodes.policy_node:main',
         ],
     },
 )

@@ -1,8 +1,9 @@
 """`make bench` / `python -m benchmarks`: every benchmark of the run, one table, one JSON.
 
 Runs bench_core (physics, lockstep, raw rclpy) and bench_bridge (the running twin graph), and,
-if present, bench_prediction, bench_planner, bench_calibration, bench_cameras, bench_planning
-and bench_sweep (each ``measure(robot) -> dict``); merges their figures, prints each with its
+if present, bench_prediction, bench_planner, bench_calibration, bench_cameras, bench_planning,
+bench_sweep, bench_env, bench_train (the figures `make train` measured) and bench_policy (each
+``measure(robot) -> dict``); merges their figures, prints each with its
 same-run ratio or target, and writes artifacts/benchmarks.json with a ``targets`` section marking
 each target met or missed.
 
@@ -28,7 +29,7 @@ from types import ModuleType
 from benchmarks import ROOT, Target, isolate, log
 
 MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras', 'planning',
-           'sweep')
+           'sweep', 'env', 'train', 'policy')
 
 
 def _load(name: str) -> ModuleType | None:

@@ -254,6 +254,16 @@ def main(argv: list[str] | None = None) -> int:
                            'locked joint, noise, obstacle...) and report the probability of '
                            'success, collision and limit violations (rdt sweep -h)')
     sweep.set_defaults(func=None)
+    policy = sub.add_parser('policy', add_help=False,
+                            help='run an exported policy through the bridge toward a goal or '
+                            'N seeded targets; unsafe commands are refused and it stops saying '
+                            'why (rdt policy -h)')
+    policy.set_defaults(func=None)
+    dataset = sub.add_parser('dataset', add_help=False,
+                             help='write episodes (observations, actions, rewards, images, the '
+                             "twin's verdicts) from the environment, a sweep or the live stack "
+                             'as MCAP with an index (rdt dataset -h)')
+    dataset.set_defaults(func=None)
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == 'move':
@@ -268,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == 'sweep':
         from reverse_digital_twin.sweep_cli import sweep_main  # noqa: PLC0415
         return sweep_main(argv[1:])
+    if argv and argv[0] == 'policy':
+        from reverse_digital_twin.policy_cli import policy_main  # noqa: PLC0415
+        return policy_main(argv[1:])
+    if argv and argv[0] == 'dataset':
+        from reverse_digital_twin.dataset_cli import dataset_main  # noqa: PLC0415
+        return dataset_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

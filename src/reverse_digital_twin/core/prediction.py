@@ -376,7 +376,7 @@ class Predictor:
             end = t_begin + goal.points[-1].time_from_start
             horizon = max(tol.goal_time, self.horizon_after_end)
             last_time = end + horizon - now + 1e-9  # relative to now
-            rollout = _Rollout(self, now, session)
+            rollout = Rollout(self, now, session)
             while True:
                 cycle = rollout.cycle(controller)
                 if cycle.outcome is not None or rollout.t + self.period > last_time \
@@ -449,8 +449,9 @@ class Predictor:
                    for a, b in self.allowed_contacts)
 
 
-class _Rollout:
-    """The bookkeeping of one prediction: records, first events, running maxima."""
+class Rollout:
+    """The bookkeeping of one prediction: records, first events, running maxima (public: the
+    reaching environment runs the same loop, core/reach_env.py)."""
 
     def __init__(self, predictor: Predictor, now: float,
                  session: WhatIfSession | None = None) -> None:
