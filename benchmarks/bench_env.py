@@ -18,7 +18,7 @@
   worker to two, within one round (target >= 0.8; bounded by the cores other processes leave
   free); ``env_vector_overhead_1w`` = 1w / the in-process wall rate: what the pipes cost one
   worker (Gymnasium's per-step messaging, ~0.5 ms of the main process per step);
-- ``policy_success_rate``, ``policy_success_rate_randomised``: the kept policy
+- ``env_policy_success_rate``, ``env_policy_success_rate_randomised``: the kept policy
   (policies/reach_<robot>.npz, numpy) on 20 seeded nominal and 40 seeded randomised episodes.
 
 REPEATS rounds, the median round's figures. Standalone: ``python -m benchmarks.bench_env
@@ -26,17 +26,14 @@ REPEATS rounds, the median round's figures. Standalone: ``python -m benchmarks.b
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import ROOT
+from benchmarks import ROOT, run_alone
 from reverse_digital_twin.core.policy import Policy
 from reverse_digital_twin.core.reach_env import ReachEnv, evaluate, make_vector_env
 
@@ -118,8 +115,8 @@ def policy_success(robot: str) -> dict:
     settings = policy.meta['task']
     out = {}
     for key, kwargs, count in (
-            ('policy_success_rate', {}, 20),
-            ('policy_success_rate_randomised',
+            ('env_policy_success_rate', {}, 20),
+            ('env_policy_success_rate_randomised',
              {'scenario': RANDOMISATION, 'offset_range': 0.003}, 40)):
         env = ReachEnv(robot, settings=settings, **kwargs)
         try:
@@ -168,13 +165,5 @@ def measure(robot: str = 'rdt_arm6') -> dict:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('robot', nargs='?', default='rdt_arm6')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
-    return 0
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_alone(measure, __doc__))

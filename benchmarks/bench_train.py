@@ -14,13 +14,11 @@ Standalone: ``python -m benchmarks.bench_train [robot]``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import ROOT
+from benchmarks import ROOT, run_alone
 from reverse_digital_twin.core.policy import Policy
 
 TARGETS = {'train_minutes': ('<=', 15.0), 'train_success_rate': ('>=', 0.9)}
@@ -47,13 +45,5 @@ def measure(robot: str = 'rdt_arm6', artifacts: Path = ROOT / 'artifacts') -> di
             'train_source': str(kept.relative_to(ROOT))}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('robot', nargs='?', default='rdt_arm6')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
-    return 0
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_alone(measure, __doc__))

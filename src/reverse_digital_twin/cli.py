@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -11,6 +12,16 @@ import yaml
 
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.stack import CONTROLLER_NODE
+
+#: Subcommands with parsers of their own (imported only when run): name -> (module, function).
+OWN_PARSERS = {
+    'move': ('move_cli', 'move_main'),
+    'record': ('record_cli', 'record_main'),
+    'calibrate': ('calibrate_cli', 'calibrate_main'),
+    'sweep': ('sweep_cli', 'sweep_main'),
+    'policy': ('policy_cli', 'policy_main'),
+    'dataset': ('dataset_cli', 'dataset_main'),
+}
 
 
 def parse_arguments(parser: argparse.ArgumentParser,
@@ -266,24 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     dataset.set_defaults(func=None)
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] == 'move':
-        from reverse_digital_twin.move_cli import move_main  # noqa: PLC0415
-        return move_main(argv[1:])
-    if argv and argv[0] == 'record':
-        from reverse_digital_twin.record_cli import record_main  # noqa: PLC0415
-        return record_main(argv[1:])
-    if argv and argv[0] == 'calibrate':
-        from reverse_digital_twin.calibrate_cli import calibrate_main  # noqa: PLC0415
-        return calibrate_main(argv[1:])
-    if argv and argv[0] == 'sweep':
-        from reverse_digital_twin.sweep_cli import sweep_main  # noqa: PLC0415
-        return sweep_main(argv[1:])
-    if argv and argv[0] == 'policy':
-        from reverse_digital_twin.policy_cli import policy_main  # noqa: PLC0415
-        return policy_main(argv[1:])
-    if argv and argv[0] == 'dataset':
-        from reverse_digital_twin.dataset_cli import dataset_main  # noqa: PLC0415
-        return dataset_main(argv[1:])
+    if argv and argv[0] in OWN_PARSERS:  # subcommands that parse their own arguments
+        module_name, function = OWN_PARSERS[argv[0]]
+        module = importlib.import_module(f'reverse_digital_twin.{module_name}')
+        return getattr(module, function)(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

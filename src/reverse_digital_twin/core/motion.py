@@ -55,6 +55,21 @@ def per_joint(value: float | Mapping[str, float], joints: Sequence[str], what: s
     return out
 
 
+def check_timing(joints: Sequence[str], limits: Mapping[str, JointLimits], velocity_scaling: float,
+                 min_duration: float, sample_period: float) -> None:
+    """Raise ValueError, saying what is wrong, unless every joint has limits and the timing
+    settings make sense (shared by the straight-line and the planned motions)."""
+    unknown = [j for j in joints if j not in limits]
+    if unknown:
+        raise ValueError(f'no limits for joints {unknown}; known joints: {sorted(limits)}')
+    if not (isinstance(velocity_scaling, (int, float)) and 0.0 < velocity_scaling <= 1.0):
+        raise ValueError(f'velocity_scaling must be in (0, 1], got {velocity_scaling}')
+    if not (min_duration >= 0.0 and math.isfinite(min_duration)):
+        raise ValueError(f'min_duration must be a finite number >= 0 s, got {min_duration}')
+    if not (sample_period > 0.0 and math.isfinite(sample_period)):
+        raise ValueError(f'sample_period must be a positive number of s, got {sample_period}')
+
+
 def plan_joint_motion(start: np.ndarray, goal: np.ndarray, joints: Sequence[str],
                       limits: Mapping[str, JointLimits], velocity_scaling: float = 0.5,
                       acceleration_limit: float | Mapping[str, float] =
@@ -102,15 +117,7 @@ def plan_joint_motion(start: np.ndarray, goal: np.ndarray, joints: Sequence[str]
     if len(start) != n or len(goal) != n:
         raise ValueError(f'{n} joints {joints} but {len(start)} start and {len(goal)} goal '
                          'positions')
-    unknown = [j for j in joints if j not in limits]
-    if unknown:
-        raise ValueError(f'no limits for joints {unknown}; known joints: {sorted(limits)}')
-    if not (isinstance(velocity_scaling, (int, float)) and 0.0 < velocity_scaling <= 1.0):
-        raise ValueError(f'velocity_scaling must be in (0, 1], got {velocity_scaling}')
-    if not (min_duration >= 0.0 and math.isfinite(min_duration)):
-        raise ValueError(f'min_duration must be a finite number >= 0 s, got {min_duration}')
-    if not (sample_period > 0.0 and math.isfinite(sample_period)):
-        raise ValueError(f'sample_period must be a positive number of s, got {sample_period}')
+    check_timing(joints, limits, velocity_scaling, min_duration, sample_period)
     for j, q in zip(joints, goal):
         if not math.isfinite(q):
             raise ValueError(f'goal position of joint {j} is not finite: {q}')

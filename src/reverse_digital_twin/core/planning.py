@@ -30,7 +30,7 @@ import numpy as np
 
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.motion import DEFAULT_ACCELERATION_LIMIT, SAMPLE_PERIOD, per_joint
-from reverse_digital_twin.core.motion import START_LIMIT_SLACK, solve_ik
+from reverse_digital_twin.core.motion import START_LIMIT_SLACK, check_timing, solve_ik
 from reverse_digital_twin.core.physics import DistanceQuery, PhysicsWorld
 from reverse_digital_twin.core.robot_model import JointLimits, RobotModel
 from reverse_digital_twin.core.self_collision import HOME_CONTACT_MARGIN, ignored_link_pairs
@@ -638,15 +638,7 @@ def time_parameterize(path: PlannedPath, limits: Mapping[str, JointLimits],
             segment (not expected within valid limits).
     """
     joints = list(path.joints)
-    unknown = [j for j in joints if j not in limits]
-    if unknown:
-        raise ValueError(f'no limits for joints {unknown}; known joints: {sorted(limits)}')
-    if not (isinstance(velocity_scaling, (int, float)) and 0.0 < velocity_scaling <= 1.0):
-        raise ValueError(f'velocity_scaling must be in (0, 1], got {velocity_scaling}')
-    if not (min_duration >= 0.0 and math.isfinite(min_duration)):
-        raise ValueError(f'min_duration must be a finite number >= 0 s, got {min_duration}')
-    if not (sample_period > 0.0 and math.isfinite(sample_period)):
-        raise ValueError(f'sample_period must be a positive number of s, got {sample_period}')
+    check_timing(joints, limits, velocity_scaling, min_duration, sample_period)
     lims = [limits[j] for j in joints]
     vmax = np.array([velocity_scaling * (lim.velocity if 0.0 < lim.velocity < math.inf
                                          else UNLIMITED_VELOCITY) for lim in lims])
