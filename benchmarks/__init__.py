@@ -6,6 +6,7 @@ prints every figure beside its same-run ratio or target and writes artifacts/ben
 """
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sys
@@ -78,14 +79,31 @@ class Target:
                 '==': value == self.limit}[self.op]
 
 
-def run_alone(measure: Callable[[str], dict], description: str,
-              argv: Sequence[str] | None = None) -> int:
+def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
+    """--soak-minutes / --hours, for the aggregator and a soak run alone."""
+    parser.add_argument('--soak-minutes', type=float, default=None,
+                        help='length of the soaks (default 10, or RDT_BENCH_SOAK_MINUTES); '
+                        '0.5 for a smoke run')
+    parser.add_argument('--hours', type=float, default=None,
+                        help='length of the soaks in hours (instead of --soak-minutes)')
+
+
+def soak_minutes_argument(args: argparse.Namespace) -> float | None:
+    return args.hours * 60.0 if args.hours is not None else args.soak_minutes
+
+
+def run_alone(measure: Callable[..., dict], description: str,
+              argv: Sequence[str] | None = None, soak: bool = False) -> int:
     """`python -m benchmarks.bench_x [robot]`: one benchmark's figures as JSON (the aggregator,
-    `python -m benchmarks --only x`, also compares them with their targets)."""
-    import argparse  # noqa: PLC0415
+    `python -m benchmarks --only x`, also compares them with their targets). With ``soak``
+    the soak's length options too (passed on as ``soak_minutes``)."""
     import json  # noqa: PLC0415
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument('robot', nargs='?', default='rdt_arm6')
+    if soak:
+        add_soak_arguments(parser)
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.robot), indent=2))
+    figures = measure(args.robot, soak_minutes=soak_minutes_argument(args)) if soak \
+        else measure(args.robot)
+    print(json.dumps(figures, indent=2, default=str))
     return 0

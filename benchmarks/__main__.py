@@ -2,7 +2,8 @@
 
 Runs bench_core (physics, lockstep, raw rclpy) and bench_bridge (the running twin graph), and,
 if present, bench_prediction, bench_planner, bench_calibration, bench_cameras, bench_planning,
-bench_sweep, bench_env, bench_train (the figures `make train` measured) and bench_policy (each
+bench_sweep, bench_env, bench_train (the figures `make train` measured), bench_policy and
+bench_soak (lost/duplicated goals and memory growth over ``--soak-minutes`` or ``--hours``) (each
 ``measure(robot) -> dict``); merges their figures, prints each with its
 same-run ratio or target, and writes artifacts/benchmarks.json with a ``targets`` section marking
 each target met or missed.
@@ -26,10 +27,11 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import ROOT, Target, isolate, log
+from benchmarks import ROOT, Target, add_soak_arguments, isolate, log
+from benchmarks import soak_minutes_argument
 
 MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras', 'planning',
-           'sweep', 'env', 'train', 'policy')
+           'sweep', 'env', 'train', 'policy', 'soak')
 
 
 def _load(name: str) -> ModuleType | None:
@@ -95,7 +97,7 @@ def run(robot: str, output: Path, only: list[str], soak_minutes: float | None,
         try:
             if name == 'core':
                 figures = module.measure(robot, prediction='prediction' not in modules)
-            elif name == 'bridge':
+            elif name in ('bridge', 'soak'):
                 figures = module.measure(robot, soak_minutes=soak_minutes)
             else:
                 figures = module.measure(robot)
@@ -179,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--output', default=str(ROOT / 'artifacts'))
     parser.add_argument('--only', default=','.join(MODULES),
                         help=f'comma-separated subset of {",".join(MODULES)}')
-    parser.add_argument('--soak-minutes', type=float, default=None,
-                        help='length of the shadow-mode soak (default 10, or '
-                        'RDT_BENCH_SOAK_MINUTES); 0.5 for a smoke run')
+    add_soak_arguments(parser)
     parser.add_argument('--fresh', action='store_true',
                         help='start benchmarks.json over instead of keeping the figures of '
                         'benchmarks not run now')
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - set(MODULES))
     if unknown:
         parser.error(f'unknown benchmark(s) {unknown}; known: {MODULES}')
-    results = run(args.robot, Path(args.output), only, args.soak_minutes, args.fresh)
+    results = run(args.robot, Path(args.output), only, soak_minutes_argument(args), args.fresh)
     return 1 if results.get('failures') else 0
 
 

@@ -95,8 +95,10 @@ class Stack:
         self.stop()
 
     def process(self, name: str) -> NodeProcess:
+        """A node's process by node name, or by fully qualified name (``/sim/...``) where
+        node names repeat across namespaces (the bridge and the twin's controller)."""
         for p in self.processes:
-            if p.spec.name == name:
+            if (p.name if name.startswith('/') else p.spec.name) == name:
                 return p
         raise KeyError(name)
 

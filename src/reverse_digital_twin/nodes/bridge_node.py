@@ -256,6 +256,7 @@ class Bridge(Node):
         self._stream_epoch = 0  # _goals_accepted when the pending streamed message arrived
         self._stream_busy = False
         self._planner_answered = False  # see _predict
+        self._last_decision: Future | None = None  # the latest goal request's, see _on_goal
         self._predict_client = self.create_client(PredictTrajectory, self.predict_service,
                                                   callback_group=self._clients_group)
         # joint_states of the active target, relayed on a thread of their own
@@ -319,10 +320,13 @@ class Bridge(Node):
             return
         self._ready_timer.cancel()
         self.destroy_timer(self._ready_timer)
+        # Reentrant: a goal request waits for its prediction, and cancels, result requests and
+        # other goals' requests (which the action server takes in the same callback) must not
+        # wait behind it. _on_goal keeps the goals' decisions in order.
         self._server = ActionServer(
             self, FollowJointTrajectory, '~/follow_joint_trajectory', self._execute,
             goal_callback=self._on_goal, handle_accepted_callback=self._on_accepted,
-            cancel_callback=self._on_cancel)
+            cancel_callback=self._on_cancel, callback_group=ReentrantCallbackGroup())
         self.get_logger().info(f'ready: {self.get_fully_qualified_name()}/follow_joint_trajectory '
                                f'routes to {self.switch.target.value}')
 
@@ -432,6 +436,22 @@ class Bridge(Node):
 
     # --- goals ----------------------------------------------------------------------------------
     async def _on_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
+        """Goals are predicted side by side but decided in the order they came: a goal is
+        answered only after the one before it, so an older goal whose prediction took longer is
+        never accepted after a newer one, and never preempts it."""
+        before, mine = self._last_decision, Future(executor=self.executor)
+        self._last_decision = mine
+        try:
+            response = await self._screen_goal(request)
+            if before is not None and not before.done():
+                await before
+            return response
+        finally:
+            # The action server sends this goal's answer and accepts it before the next
+            # request's task resumes (set_result only schedules it).
+            mine.set_result(None)
+
+    async def _screen_goal(self, request: FollowJointTrajectory.Goal) -> GoalResponse:
         """Reject what the target controller would reject (the twin's controller decides)."""
         link = self._active_link()
         if not link.action.server_is_ready():
@@ -509,20 +529,28 @@ class Bridge(Node):
                 * self.sweep_rollouts / 2 + SWEEP_STARTUP
         call = self._predict_client.call_async(query)
         answered, response = False, None
-        if not self._planner_answered and timeout > FIRST_ANSWER_WAIT:
-            # The first request can reach the planner before its response writer has
-            # discovered our reader (the answer is then lost): ask once more after a moment.
-            answered, response = await await_within(self, call, FIRST_ANSWER_WAIT, self._wall,
+        remaining, wait = timeout, FIRST_ANSWER_WAIT
+        while not self._planner_answered and remaining > wait:
+            # Until a planner process has answered once, a request can reach it before its
+            # response writer has discovered our reader, or before it serves at all (a planner
+            # restarting): the request or its answer is then lost. Ask again after a moment,
+            # then after twice that, and so on (a slow answer is not asked for again and again).
+            answered, response = await await_within(self, call, wait, self._wall,
                                                     self._clients_group)
-            if not answered:
-                self._predict_client.remove_pending_request(call)
-                call = self._predict_client.call_async(query)
-                timeout -= FIRST_ANSWER_WAIT
+            if answered:
+                break
+            self._predict_client.remove_pending_request(call)
+            call = self._predict_client.call_async(query)
+            remaining -= wait
+            wait *= 2
         if not answered:
-            answered, response = await await_within(self, call, timeout, self._wall,
+            answered, response = await await_within(self, call, remaining, self._wall,
                                                     self._clients_group)
         if not answered:
             self._predict_client.remove_pending_request(call)
+            # The planner may be gone and come back as a new process, whose first answer can
+            # be lost like the first one's: ask twice again next time.
+            self._planner_answered = False
             self.get_logger().error(f'Goal rejected: the twin gave no verdict within '
                                     f'{timeout:.1f} s')
             return None
