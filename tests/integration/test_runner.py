@@ -54,8 +54,9 @@ def test_missing_urdf_is_reported_with_the_file(tmp_path):
             str(tmp_path / 'missing.urdf')
     result = _rdt('up', '--robot', str(_config(tmp_path, edit)))
     assert result.returncode == 1
-    # the sim node or the planner (both load the URDF) names it, whichever reads it first
-    assert ('pybullet_sim' in result.stderr or 'planner' in result.stderr) \
+    # a node that loads the URDF (the sim node, the planner, the prediction view) names it,
+    # whichever reads it first
+    assert any(node in result.stderr for node in ('pybullet_sim', 'planner', 'prediction_view')) \
         and 'configuration error' in result.stderr
     assert 'missing.urdf' in result.stderr
     assert 'Traceback' not in result.stdout + result.stderr
