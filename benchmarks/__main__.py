@@ -28,7 +28,7 @@ from types import ModuleType
 from benchmarks import ROOT, Target, isolate, log
 
 MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras', 'planning',
-           'sweep')
+           'sweep', 'fuzz')
 
 
 def _load(name: str) -> ModuleType | None:
