@@ -118,6 +118,7 @@ def _run(fuzzer: GraphFuzzer, commander: TwinCommander, stack: Stack, facts: Rob
             tally['moved'] += 1
         if not verdict.ok and len(failures) < 20:
             failures.append(f'{way}: {verdict} for {value!r}'[:600])
+            log(f'fuzz NOT REFUSED: {failures[-1]}')
         fuzzer.watch.reset()
         if fuzzer.sent == count // 2:
             rss['half'] = graph_rss(stack)
@@ -136,8 +137,6 @@ def _run(fuzzer: GraphFuzzer, commander: TwinCommander, stack: Stack, facts: Rob
     growth = {name: graph_rss(stack)[name] - before
               for name, before in rss.get('half', {}).items()}
     worst = max(growth, key=growth.get) if growth else ''
-    for line in failures:
-        log(f'fuzz NOT REFUSED: {line}')
     for process in dead:
         log(f'fuzz: {process.describe_exit()}')
     return {

@@ -137,9 +137,15 @@ def _non_finite(draw, traj, facts):
 
 
 def _beyond_limits(draw, traj, facts):
+    known = [j for j, name in enumerate(traj.joint_names) if name in facts.joints]
+    if not known:  # an earlier defect renamed every joint: nothing has limits
+        return _non_finite(draw, traj, facts)
     point = _any_point(draw, traj)
-    j = draw(st.integers(0, len(traj.joint_names) - 1))
+    j = draw(st.sampled_from(known))
     k = facts.joints.index(traj.joint_names[j])
+    if len(point.positions) != len(traj.joint_names):
+        point.positions = list(facts.home)[:len(traj.joint_names)] + \
+            [0.0] * max(len(traj.joint_names) - len(facts.home), 0)
     excess = draw(st.one_of(st.floats(1e-3, 10.0), st.sampled_from((1e6, 1e300))))
     values = list(point.positions)
     values[j] = facts.upper[k] + excess if draw(st.booleans()) else facts.lower[k] - excess
@@ -170,8 +176,11 @@ def _negative_time(draw, traj, facts):
 
 def _joints_duplicated(draw, traj, facts):
     names = list(traj.joint_names)
-    i, k = draw(st.permutations(range(len(names))))[:2]
-    names[k] = names[i]
+    if len(names) < 2:
+        names.append(names[0])
+    else:
+        i, k = draw(st.permutations(range(len(names))))[:2]
+        names[k] = names[i]
     traj.joint_names = names
 
 
@@ -250,10 +259,11 @@ def _enormous(draw, traj, facts, points: int = ENORMOUS_POINTS):
     count = draw(st.integers(points // 10, points))
     first = traj.points[0]
     t0 = first.time_from_start.sec + first.time_from_start.nanosec * 1e-9
-    traj.points = [JointTrajectoryPoint(positions=list(first.positions),
+    positions = list(first.positions) or [0.0]  # an earlier defect may have emptied them
+    traj.points = [JointTrajectoryPoint(positions=positions,
                                         time_from_start=to_duration(t0 + 0.01 * i))
                    for i in range(count)]
-    values = list(traj.points[-1].positions)
+    values = list(positions)
     values[draw(st.integers(0, len(values) - 1))] = math.nan
     traj.points[-1].positions = values
 
