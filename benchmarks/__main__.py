@@ -31,7 +31,7 @@ from benchmarks import ROOT, Target, add_soak_arguments, isolate, log
 from benchmarks import soak_minutes_argument
 
 MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras', 'planning',
-           'sweep', 'env', 'train', 'policy', 'soak')
+           'sweep', 'env', 'train', 'policy', 'soak', 'fuzz')
 
 
 def _load(name: str) -> ModuleType | None:

@@ -18,15 +18,16 @@ def node_arguments(spec: NodeSpec) -> dict[str, Any]:
     embedded runner passes the same sources in the same order (:meth:`NodeSpec.ros_arguments`),
     so both ways of starting the graph give every node the same parameters.
     """
+    enclave = ['--enclave', spec.enclave]  # as the runner's (NodeSpec.ros_arguments)
     if spec.hosted:  # several nodes, one process: no renaming, overrides keyed per node
         return dict(package=PACKAGE, executable=spec.executable,
                     namespace=spec.namespace.strip('/') or None,
                     parameters=hosted_parameter_files(spec), remappings=list(spec.remappings),
-                    output='screen', emulate_tty=True)
+                    ros_arguments=enclave, output='screen', emulate_tty=True)
     return dict(package=PACKAGE, executable=spec.executable, name=spec.name,
                 namespace=spec.namespace.strip('/') or None,
                 parameters=spec.parameter_sources(), remappings=list(spec.remappings),
-                output='screen', emulate_tty=True)
+                ros_arguments=enclave, output='screen', emulate_tty=True)
 
 
 def hosted_parameter_files(spec: NodeSpec) -> list[str]:

@@ -62,6 +62,13 @@ class NodeSpec:
         return f'/{ns}/{self.name}' if ns else f'/{self.name}'
 
     @property
+    def enclave(self) -> str:
+        """The process's SROS2 enclave: its (first) node's fully qualified name. With
+        ROS_SECURITY_ENABLE it holds the keys and permissions that config/sros2_policy.xml
+        grants that process (security_policy.py); without, rcl ignores it."""
+        return self.fully_qualified_name
+
+    @property
     def nodes(self) -> tuple['NodeSpec', ...]:
         """Every node of the process: this one, then the hosted ones."""
         return (self, *self.hosted)
@@ -95,7 +102,7 @@ class NodeSpec:
                                         overrides_key(self.namespace, self.name))
         for src, dst in self.remappings:
             args += ['-r', f'{src}:={dst}']
-        return args
+        return args + ['--enclave', self.enclave]
 
     def hosted_parameter_arguments(self) -> list[str]:
         """``--params-file`` arguments of a process of several nodes: each parameter file

@@ -87,6 +87,9 @@ BAD_GOALS = {
     'NaN velocity': lambda t: setattr(t.points[0], 'velocities',
                                       [math.nan] * len(t.joint_names)),
     'position beyond URDF limit': lambda t: _set(t.points[1], 'positions', 0, 1000.0),
+    # found by fuzzing: the controller would jump to a point due before the goal starts
+    'negative time': lambda t: (setattr(t, 'points', t.points[:1]),
+                                setattr(t.points[0], 'time_from_start', to_duration(-2.0))),
 }
 
 

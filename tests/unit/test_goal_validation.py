@@ -1,7 +1,8 @@
 """Unit tests for core/goal.py: the checks joint_trajectory_controller makes on a goal.
 
 Every refused goal must come with a reason (a string); an acceptable goal gives None. The
-stricter checks (NaN/inf, duplicated joints, URDF limits) are this project's additions. No ROS.
+stricter checks (NaN/inf, negative times, duplicated joints, URDF limits) are this project's
+additions. No ROS.
 """
 from __future__ import annotations
 
@@ -155,6 +156,15 @@ def test_non_finite_time_from_start_refused(bad, which):
     times = [0.5, 1.0]
     times[which] = bad
     refused(goal([GoalPoint(t, [0.1, 0.1, 0.1]) for t in times]))
+
+
+@pytest.mark.parametrize('times', [(-2.0,), (-1.0, 0.5), (-3.0, -2.0)],
+                         ids=['single', 'first', 'all'])
+def test_negative_time_from_start_refused(times):
+    """Found by fuzzing (tests/fuzzing.py): a lone point at -2 s was predicted safe and the
+    controller would jump to it at once. Stricter than upstream."""
+    reason = refused(goal([GoalPoint(t, [0.1, 0.1, 0.1]) for t in times]))
+    assert 'negative time_from_start' in reason and 'Point 0' in reason
 
 
 # --------------------------------------------------------------------------- sizes and effort

@@ -116,6 +116,18 @@ def test_the_deadline_grows_with_the_trajectory_and_is_capped(spec):
         DeadlinePolicy(min_speed=0.0)
 
 
+def test_a_request_that_could_never_finish_in_time_is_named_before_it_holds_a_worker(spec):
+    """Found by fuzzing predict_trajectory: a stamp 1e9 s ahead held a worker for max_time
+    (600 s by default); with both workers held, every goal through the bridge waited."""
+    policy = DeadlinePolicy(min_speed=1.0, allowance=2.0, max_time=600.0, settling=1.0)
+    assert policy.beyond_max_time(request(spec, 200.0)) is None  # a long goal is predicted
+    far_ahead = request(spec, 1.0)
+    far_ahead = replace(far_ahead, goal=replace(far_ahead.goal, stamp=1e9 + 100.0), now=100.0)
+    reason = policy.beyond_max_time(far_ahead)
+    assert reason and 'prediction.max_time' in reason and 'not checked' in reason
+    assert policy.beyond_max_time(request(spec, 598.0)) is not None  # + settling + allowance
+
+
 def test_a_timed_out_prediction_is_killed_and_the_next_one_runs(spec):
     with PredictionPool(spec, workers=1,
                         deadline=DeadlinePolicy(min_speed=1e4, allowance=0.01)) as pool:

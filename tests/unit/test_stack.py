@@ -179,3 +179,17 @@ def test_each_world_has_a_camera_node_mirroring_it_when_its_scene_declares_camer
     assert not any(s.name == CAMERA_NODE for s in twin_graph(
         'rdt_arm6', hardware='standin', overrides={'pybullet_sim': {'scene_file': str(bare)},
                                                    'standin_robot': {'scene_file': str(bare)}}))
+
+
+def test_each_process_runs_in_an_enclave_of_its_own_for_the_runner_and_launch():
+    """SROS2 (config/sros2_policy.xml): one enclave per process, the same by both ways of
+    starting the graph."""
+    from reverse_digital_twin.launch_support import node_arguments
+    from reverse_digital_twin.stack import twin_graph
+    specs = twin_graph('rdt_arm6', hardware='standin')
+    enclaves = [s.enclave for s in specs]
+    assert len(set(enclaves)) == len(specs)
+    for spec in specs:
+        args = spec.ros_arguments()
+        assert args[args.index('--enclave') + 1] == spec.enclave == spec.fully_qualified_name
+        assert node_arguments(spec)['ros_arguments'] == ['--enclave', spec.enclave]

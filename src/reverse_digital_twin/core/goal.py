@@ -2,8 +2,8 @@
 
 The node converts a trajectory_msgs/JointTrajectory into a :class:`TrajectoryGoal` and asks
 :func:`validate_goal` for a reason to refuse it. The checks are the real controller's, in its
-order, followed by stricter ones the real controller lacks (NaN/inf, duplicated joints, URDF
-position limits) because a bad value must never reach the physics.
+order, followed by stricter ones the real controller lacks (NaN/inf, negative times, duplicated
+joints, URDF position limits) because a bad value must never reach the physics.
 """
 from __future__ import annotations
 
@@ -89,6 +89,10 @@ def validate_goal(goal: TrajectoryGoal, rules: ValidationRules, now: float) -> s
     for i, p in enumerate(goal.points):
         if not math.isfinite(p.time_from_start):
             return f'Point {i} has a non-finite time_from_start ({p.time_from_start}).'
+        # Stricter than joint_trajectory_controller, which would jump to such a point at once
+        if p.time_from_start < 0.0:
+            return (f'Point {i} has a negative time_from_start ({p.time_from_start:.6g} s): it '
+                    'would be due before the trajectory starts. Nothing was moved.')
     if goal.stamp != 0.0 and goal.stamp + last.time_from_start < now:
         return (f'Received trajectory with non-zero start time ({goal.stamp:.3f} s) that ends in '
                 f'the past ({goal.stamp + last.time_from_start:.3f} s < now {now:.3f} s)')

@@ -131,13 +131,31 @@ class DeadlinePolicy:
 
         ``default_goal_time``: the controller's goal_time tolerance, for requests without
         tolerances (the prediction waits that long after the end for the outcome)."""
+        return wall_deadline(self.simulated(request, default_goal_time), self.min_speed,
+                             self.allowance, self.max_time)
+
+    def simulated(self, request: PredictionRequest, default_goal_time: float = 0.0) -> float:
+        """Simulated seconds a rollout of ``request`` covers: start delay, trajectory,
+        settling."""
         points = request.goal.points
         duration = float(points[-1].time_from_start) if points else 0.0
         delay = float(request.goal.stamp) - float(request.now) if request.goal.stamp else 0.0
         goal_time = request.tolerances.goal_time if request.tolerances is not None \
             else default_goal_time
-        simulated = duration + max(delay, 0.0) + max(goal_time, self.settling)
-        return wall_deadline(simulated, self.min_speed, self.allowance, self.max_time)
+        return duration + max(delay, 0.0) + max(goal_time, self.settling)
+
+    def beyond_max_time(self, request: PredictionRequest,
+                        default_goal_time: float = 0.0) -> str | None:
+        """Why ``request`` cannot be predicted within ``max_time`` even at ``min_speed``, or
+        None. Refusing it at once spares a worker held for ``max_time`` by a request that
+        would time out anyway (a stamp far ahead, a goal of days)."""
+        simulated = self.simulated(request, default_goal_time)
+        if simulated / self.min_speed + self.allowance <= self.max_time:
+            return None
+        return (f'the goal spans {simulated:.6g} s of simulated time (start delay, trajectory '
+                f'and settling), more than a prediction may take ({self.max_time:g} s at '
+                f'{self.min_speed:g} x real time, parameters prediction.max_time and '
+                'prediction.min_speed); it was not checked')
 
 
 def failed_verdict(joints: tuple[str, ...], reason: str, wall: float = 0.0) -> Verdict:

@@ -304,8 +304,10 @@ class PlannerNode(Node):
         """Roll the trajectory out from the given, or the twin's latest, state."""
         joints = self.controller_config.joints
         verdict: Verdict | None = None
+        start_error = None
         if request.start_state.name:
             start = request.start_state
+            start_error = start_state_error(start)
             positions = dict(zip(start.name, map(float, start.position)))
             velocities = dict(zip(start.name, map(float, start.velocity))) \
                 if start.velocity else {}
@@ -330,11 +332,16 @@ class PlannerNode(Node):
             if why is not None:
                 self.get_logger().warning(f'prediction uses the default tolerances: {why}')
             goal = goal_from_msg(request.trajectory)
-            try:
-                verdict = await self.predict(PredictionRequest(
-                    goal, positions, velocities, tolerances, now))
-            except PredictionError as exc:
-                verdict = failed_verdict(joints, f'could not predict the goal: {exc}')
+            prediction = PredictionRequest(goal, positions, velocities, tolerances, now)
+            too_long = self.pool.deadline.beyond_max_time(
+                prediction, self.controller_config.default_tolerances.goal_time)
+            if start_error is not None or too_long is not None:
+                verdict = failed_verdict(joints, start_error or too_long)
+            else:
+                try:
+                    verdict = await self.predict(prediction)
+                except PredictionError as exc:
+                    verdict = failed_verdict(joints, f'could not predict the goal: {exc}')
             if request.sweep_rollouts > 0:
                 if not verdict.safe:
                     response.sweep_summary = 'not swept: the nominal prediction is unsafe'
@@ -358,6 +365,19 @@ class PlannerNode(Node):
             f'{"safe" if verdict.safe else verdict.summary}'
             + (f'; {response.sweep_summary}' if response.sweep_summary else ''))
         return response
+
+
+def start_state_error(state: JointState) -> str | None:
+    """Why a request's start state cannot be a start (arrays not one value per name), or
+    None. Without it, the joints a short ``position`` leaves out would start from the
+    twin's initial positions, and a prediction from a state nobody measured be called safe."""
+    n = len(state.name)
+    for field_name in ('position', 'velocity'):
+        size = len(getattr(state, field_name))
+        if size != n and (field_name == 'position' or size):
+            return (f'the start state has {size} {field_name} values for {n} joint names '
+                    f'{list(state.name)}; the goal was not checked')
+    return None
 
 
 #: s a prediction without a start state waits for the twin's first state (a planner just started)
