@@ -35,6 +35,7 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
                     start()
             apply_niceness(nodes[0])  # every thread runs by now
         except ConfigError as exc:
+            _ignore_sigint()  # the runner stops the graph now: nothing to interrupt any more
             print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
             return EXIT_CONFIG_ERROR
         except Exception:
@@ -57,7 +58,7 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
         # A terminal's Ctrl-C reaches every process of the group, and the runner forwards one
         # more: a second SIGINT must not cut the clean-up short (threads left spinning, the DDS
         # participant never announced gone, so the node lingers in other nodes' graphs).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _ignore_sigint()
         for node in nodes:  # the hardware loop first: nothing drives a destroyed controller
             stop = getattr(node, 'stop', None)
             if stop is not None:
@@ -67,3 +68,15 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def _ignore_sigint() -> None:
+    """Ignore SIGINT from now on. One that arrives before it is ignored (the runner stopping
+    the graph just as this node gave up on its configuration) raises KeyboardInterrupt here:
+    it has asked for what is happening anyway, so try again instead of printing a traceback."""
+    while True:
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return
+        except KeyboardInterrupt:
+            continue
