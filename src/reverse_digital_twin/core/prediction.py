@@ -63,6 +63,11 @@ DEFAULT_PHYSICS_DECIMATION = 2
 #: PyBullet also reports contact points that are still apart (up to a few mm while a link
 #: approaches); only points at least this deep (m) are collisions.
 MIN_CONTACT_DEPTH = 0.0
+#: m: a robot link this close to a scene object counts as hitting it. "Safe" rests on the coarse
+#: world (see DEFAULT_PHYSICS_DECIMATION), whose arm can stop microns short of an obstacle that
+#: the live physics then touches (a policy steering into the pillar did: 10 um); the margin
+#: covers that. Self-contacts keep MIN_CONTACT_DEPTH (links at rest can sit closer).
+SCENE_CONTACT_MARGIN = 0.001
 
 
 @dataclass(frozen=True)
@@ -613,8 +618,10 @@ class Rollout:
         return mean
 
     def _check_contacts(self, t: float) -> None:
+        objects = self.p.world.object_ids
         for link, other, position, depth in self.p.world.contacts():
-            if depth < MIN_CONTACT_DEPTH or self.p._allowed(link, other):
+            least = -SCENE_CONTACT_MARGIN if other in objects else MIN_CONTACT_DEPTH
+            if depth < least or self.p._allowed(link, other):
                 continue
             key = (link, other)
             if key not in self.collisions and (other, link) in self.collisions:
