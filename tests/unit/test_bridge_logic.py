@@ -6,7 +6,7 @@ import pytest
 
 from reverse_digital_twin.core.bridge_logic import DivergenceMonitor, StalenessMonitor, Target
 from reverse_digital_twin.core.bridge_logic import TargetSwitch, execution_timeout
-from reverse_digital_twin.core.bridge_logic import start_deviation
+from reverse_digital_twin.core.bridge_logic import TUNABLE_RANGES, start_deviation, tunable_error
 
 
 def test_target_parse():
@@ -163,3 +163,30 @@ def test_one_time_shift_for_all_joints_a_lagging_joint_is_not_excused():
     event = monitor.check(1.0, [1.0, 1.0 - 0.15])  # joint b alone 150 ms behind
     assert event is not None and event.joint == 'b'
     assert event.error == pytest.approx(-0.075, abs=0.002)  # the shift splits the difference
+
+
+@pytest.mark.parametrize('name, value', [
+    ('start_tolerance', 0.0), ('divergence_threshold', float('nan')),
+    ('divergence_time_slack', -0.1), ('prediction_timeout', float('inf')),
+    ('prediction_min_speed', 0.0), ('prediction_timeout_cap', -5.0),
+    ('max_start_delay', float('nan')), ('min_success_probability', 1.5),
+    ('sweep_rollouts', 0)])
+def test_a_tunable_out_of_range_is_refused_saying_what_it_must_be(name, value):
+    reason = tunable_error(name, value)
+    assert reason is not None and reason.startswith(f'{name} must be a finite number')
+    assert str(value) in reason
+
+
+@pytest.mark.parametrize('name, value', [
+    ('start_tolerance', 0.1), ('divergence_threshold', 0.05), ('divergence_time_slack', 0.0),
+    ('prediction_timeout', 10.0), ('max_start_delay', 0.0), ('min_success_probability', 1.0),
+    ('min_success_probability', 0.0), ('sweep_rollouts', 1)])
+def test_a_tunable_in_range_is_taken(name, value):
+    assert tunable_error(name, value) is None
+
+
+def test_every_tunable_has_a_range():
+    assert set(TUNABLE_RANGES) == {
+        'start_tolerance', 'divergence_threshold', 'divergence_time_slack', 'prediction_timeout',
+        'prediction_min_speed', 'prediction_timeout_cap', 'max_start_delay',
+        'min_success_probability', 'sweep_rollouts'}

@@ -17,6 +17,33 @@ import numpy as np
 from reverse_digital_twin.core.deadlines import wall_deadline
 
 
+#: The bridge's tunable numbers and what each must be: (lowest, lowest allowed itself, highest).
+TUNABLE_RANGES: dict[str, tuple[float, bool, float]] = {
+    'start_tolerance': (0.0, False, math.inf),
+    'divergence_threshold': (0.0, False, math.inf),
+    'divergence_time_slack': (0.0, True, math.inf),
+    'prediction_timeout': (0.0, False, math.inf),
+    'prediction_min_speed': (0.0, False, math.inf),
+    'prediction_timeout_cap': (0.0, False, math.inf),
+    'max_start_delay': (0.0, True, math.inf),
+    'min_success_probability': (0.0, True, 1.0),
+    'sweep_rollouts': (1.0, True, math.inf),
+}
+
+
+def tunable_error(name: str, value: float) -> str | None:
+    """Why ``value`` cannot be the bridge's parameter ``name`` (None: it can). One rule for the
+    start-up parameters and ``ros2 param set``: NaN, infinities and out-of-range values would
+    silently disable a watch or hang a goal."""
+    low, inclusive, high = TUNABLE_RANGES[name]
+    v = float(value)
+    if math.isfinite(v) and (v >= low if inclusive else v > low) and v <= high:
+        return None
+    low_text = f'>= {low:g}' if inclusive else f'> {low:g}'
+    high_text = '' if math.isinf(high) else f' and <= {high:g}'
+    return f'{name} must be a finite number {low_text}{high_text}, got {value}'
+
+
 class Target(str, Enum):
     """Where goals go."""
 

@@ -34,7 +34,8 @@ from rdt_interfaces.srv import PredictTrajectory, SwitchTarget
 
 from reverse_digital_twin.core.bridge_logic import DivergenceMonitor, StalenessMonitor, Target
 from reverse_digital_twin.core.bridge_logic import StartTime, TargetSwitch, execution_timeout
-from reverse_digital_twin.core.bridge_logic import prediction_deadline, start_deviation
+from reverse_digital_twin.core.bridge_logic import TUNABLE_RANGES, prediction_deadline
+from reverse_digital_twin.core.bridge_logic import start_deviation, tunable_error
 from reverse_digital_twin.core.controller import ErrorCode, PREEMPTED_MESSAGE
 from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
@@ -220,12 +221,10 @@ class Bridge(Node):
         self.sweep_rollouts = int(declare(
             self, 'sweep_rollouts', 20,
             'Rollouts of the sweep behind min_success_probability'))
-        if not 0.0 <= self.min_success_probability <= 1.0:
-            raise ConfigError(f'parameter min_success_probability must be within [0, 1], got '
-                              f'{self.min_success_probability}')
-        if self.sweep_rollouts < 1:
-            raise ConfigError(f'parameter sweep_rollouts must be >= 1, got '
-                              f'{self.sweep_rollouts}')
+        for name in TUNABLE_RANGES:
+            reason = tunable_error(name, getattr(self, name))
+            if reason is not None:
+                raise ConfigError(f'parameter {reason}')
         check_unknown_parameters(self)
         try:
             self.switch = TargetSwitch(Target.parse(target), armed)
@@ -420,15 +419,11 @@ class Bridge(Node):
                 reason = self._switch_to(str(p.value))
             elif p.name == 'hardware_armed':
                 reason = self._arm(bool(p.value))
-            elif p.name in ('predict', 'start_tolerance', 'divergence_threshold',
-                            'divergence_time_slack', 'prediction_timeout',
-                            'prediction_min_speed', 'prediction_timeout_cap',
-                            'max_start_delay', 'min_success_probability', 'sweep_rollouts'):
-                if p.name == 'min_success_probability' and not 0.0 <= float(p.value) <= 1.0:
-                    reason = f'min_success_probability must be within [0, 1], got {p.value}'
-                elif p.name == 'sweep_rollouts' and int(p.value) < 1:
-                    reason = f'sweep_rollouts must be >= 1, got {p.value}'
-                else:
+            elif p.name == 'predict':
+                self.predict = p.value
+            elif p.name in TUNABLE_RANGES:
+                reason = tunable_error(p.name, p.value)
+                if reason is None:
                     setattr(self, p.name, p.value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
