@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from rcl_interfaces.msg import ParameterType
-from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters, SetParameters
 from rclpy.node import Node
 
 from reverse_digital_twin.client import wait_for
@@ -95,3 +95,20 @@ def test_every_parameter_lists_gets_and_describes(graph, ros_node, node):
     again = call(ros_node, ListParameters, f'{node}/list_parameters',
                  ListParameters.Request(depth=0)).result
     assert list(again.names) == names, 'the node stopped answering'
+
+
+@pytest.mark.parametrize('name, value', [('divergence_threshold', float('nan')),
+                                         ('prediction_timeout', -1.0),
+                                         ('start_tolerance', float('inf'))])
+def test_the_bridge_refuses_a_bad_tunable_and_keeps_its_value(graph, ros_node, name, value):
+    """As `ros2 param set`: the set is refused with the rule, the value before stays."""
+    bridge = TwinNames().bridge
+    before = call(ros_node, GetParameters, f'{bridge}/get_parameters',
+                  GetParameters.Request(names=[name])).values[0].double_value
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE, double_value=value))])
+    result = call(ros_node, SetParameters, f'{bridge}/set_parameters', request).results[0]
+    assert not result.successful and f'{name} must be a finite number' in result.reason
+    after = call(ros_node, GetParameters, f'{bridge}/get_parameters',
+                 GetParameters.Request(names=[name])).values[0].double_value
+    assert after == before and not graph[0].dead()
