@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,3 +272,21 @@ def contacts_along(twin: Twin, states: list) -> list:
             if contact is not None:
                 found.append((q.round(3).tolist(), contact))
         return found
+
+
+@contextmanager
+def graph_observer() -> Iterator[Node]:
+    """A node in a fresh context, to read the graph with.
+
+    Fast DDS's graph cache can keep a node of a process that is long gone (a participant's
+    last entity info handled after its removal: ros2/ros2#514, #1413); a session-long node
+    collects such ghosts, a fresh participant only hears live ones.
+    """
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('rdt_graph_observer', context=context)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

@@ -14,19 +14,19 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
 from rclpy.parameter import parameter_value_to_python
 
 from reverse_digital_twin.client import TrajectoryClient, wait_for
 from reverse_digital_twin.stack import TwinNames
+
+from .conftest import graph_observer
 from reverse_digital_twin.robot_setup import load_robot
 
 pytestmark = pytest.mark.integration
@@ -99,24 +99,6 @@ def start_up(args: list[str], log: Path) -> Up:
 
 def node_names(node: Node) -> set[str]:
     return set(node.get_fully_qualified_node_names())
-
-
-@contextmanager
-def graph_observer() -> Iterator[Node]:
-    """A node in a fresh context, to read the graph with.
-
-    Fast DDS's graph cache can keep a node of a process that is long gone (a participant's
-    last entity info handled after its removal: ros2/ros2#514, #1413); a session-long node
-    collects such ghosts, a fresh participant only hears live ones.
-    """
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('rdt_readme_observer', context=context)
-    try:
-        yield node
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def node_processes() -> list[str]:

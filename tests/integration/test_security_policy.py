@@ -18,6 +18,8 @@ from reverse_digital_twin.security_policy import GENERATED_BY, KINDS, POLICY_VER
 from reverse_digital_twin.security_policy import graph_endpoints, graph_enclaves, policy_xml
 from reverse_digital_twin.security_policy import settled_graph_endpoints
 
+from .conftest import graph_observer
+
 pytestmark = pytest.mark.integration
 
 POLICY = Path(__file__).resolve().parents[2] / 'config' / 'sros2_policy.xml'
@@ -47,9 +49,17 @@ def allowed(policy: ET.Element) -> dict[str, dict[str, list[str]]]:
 
 
 @pytest.fixture(scope='module')
-def live(twin):
+def observer(twin):
+    """A fresh participant reads the graph: the session-long node's cache keeps ghosts of
+    earlier modules' graphs, whose endpoints would land in this one's (see graph_observer)."""
+    with graph_observer() as node:
+        yield node
+
+
+@pytest.fixture(scope='module')
+def live(twin, observer):
     """The live graph's endpoints, per enclave and node, once discovery has settled."""
-    return settled_graph_endpoints(twin.node, twin.specs)
+    return settled_graph_endpoints(observer, twin.specs)
 
 
 def test_every_process_runs_in_its_own_enclave(twin, live):
@@ -75,7 +85,7 @@ def test_the_shipped_policy_allows_every_live_endpoint(live):
         '\n'.join(missing)
 
 
-def test_the_shipped_policy_is_what_the_generator_writes_now(twin, live):
+def test_the_shipped_policy_is_what_the_generator_writes_now(twin, observer, live):
     """Discovery brings a loaded machine's endpoints in one by one, some after a quiet spell:
     wait until the graph's policy is the shipped one (a stale file never becomes it)."""
     shipped = POLICY.read_text()
@@ -83,7 +93,7 @@ def test_the_shipped_policy_is_what_the_generator_writes_now(twin, live):
     generated = [policy_xml(live, GENERATED_BY)]
 
     def same() -> bool:
-        generated[0] = policy_xml(graph_endpoints(twin.node, enclaves), GENERATED_BY)
+        generated[0] = policy_xml(graph_endpoints(observer, enclaves), GENERATED_BY)
         return generated[0] == shipped
     if generated[0] != shipped:
         wait_for(same, 60, poll=0.5)
