@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 import rclpy
@@ -16,6 +17,27 @@ from reverse_digital_twin.nodes.ros_common import apply_niceness
 EXIT_CONFIG_ERROR = 2
 
 
+class _SigintFlag:
+    """Whether this process was asked to stop with SIGINT (Ctrl-C, the runner's stop)."""
+
+    received = False
+
+
+_sigint = _SigintFlag()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _sigint.received = True
+    raise KeyboardInterrupt
+
+
+def _watch_sigint() -> None:
+    """Note SIGINTs (and raise KeyboardInterrupt, as Python does) from the main thread."""
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
 def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | None = None) -> int:
     """Create the node (or the nodes one process hosts, first the one whose ``niceness``
     counts), call each one's ``start()`` if it has one, and spin them until Ctrl-C or shutdown.
@@ -23,6 +45,7 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
     A configuration problem ends the process with a one-line message naming the parameter or
     file and exit code 2, never a traceback.
     """
+    _watch_sigint()  # before rclpy.init, whose signal handler chains to this one
     rclpy.init(args=args)
     nodes: list[Node] = []
     try:
@@ -48,9 +71,10 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
         try:
             executor.spin()
         except RuntimeError:
-            # Ctrl-C shuts the context down while the executor takes a message; rclpy then
-            # raises from take_message. A shutdown is not an error worth a traceback.
-            if rclpy.ok():
+            # Ctrl-C while the executor takes a message: the context shut down under it, or the
+            # KeyboardInterrupt landed inside rclpy's C++ conversion, which reports it as
+            # "Unable to convert call argument". A stop is not an error worth a traceback.
+            if rclpy.ok() and not _sigint.received:
                 raise
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
