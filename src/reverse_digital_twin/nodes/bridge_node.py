@@ -59,6 +59,8 @@ DEFAULT_DIVERGENCE_THRESHOLD = 0.05
 DEFAULT_DIVERGENCE_TIME_SLACK = 0.1
 #: s: a first prediction unanswered this long is requested once more (see _predict)
 FIRST_ANSWER_WAIT = 2.0
+#: Requests of one prediction at most while the planner has not answered yet (see _predict).
+MAX_ASKS = 3
 #: s: what starting a sweep's worker processes may take, added to the wait for a verdict
 SWEEP_STARTUP = 30.0
 #: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
@@ -522,29 +524,39 @@ class Bridge(Node):
             query.sweep_rollouts = int(self.sweep_rollouts)
             timeout += (duration + settling) / self.prediction_min_speed \
                 * self.sweep_rollouts / 2 + SWEEP_STARTUP
-        call = self._predict_client.call_async(query)
+        # Until a planner process has answered once, a request can reach it before its
+        # response writer has discovered our reader, or before it serves at all (a planner
+        # restarting): the request or its answer is then lost. Ask again after a moment, then
+        # after twice that, and so on, and take whichever request is answered first: the
+        # earlier ones stay pending, so a long prediction that was received is never thrown
+        # away for a copy queued behind it (a 200 s goal went unanswered that way).
+        calls = [self._predict_client.call_async(query)]
+        first: Future = Future()
+
+        def on_answer(done: Future) -> None:
+            if not first.done():
+                first.set_result(done.result())
+        calls[0].add_done_callback(on_answer)
         answered, response = False, None
         remaining, wait = timeout, FIRST_ANSWER_WAIT
-        while not self._planner_answered and remaining > wait:
-            # Until a planner process has answered once, a request can reach it before its
-            # response writer has discovered our reader, or before it serves at all (a planner
-            # restarting): the request or its answer is then lost. Ask again after a moment,
-            # then after twice that, and so on (a slow answer is not asked for again and again).
-            answered, response = await await_within(self, call, wait, self._wall,
+        while not self._planner_answered and remaining > wait and len(calls) < MAX_ASKS:
+            answered, response = await await_within(self, first, wait, self._wall,
                                                     self._clients_group)
             if answered:
                 break
-            self._predict_client.remove_pending_request(call)
-            call = self._predict_client.call_async(query)
+            calls.append(self._predict_client.call_async(query))
+            calls[-1].add_done_callback(on_answer)
             remaining -= wait
             wait *= 2
         if not answered:
-            answered, response = await await_within(self, call, remaining, self._wall,
+            answered, response = await await_within(self, first, remaining, self._wall,
                                                     self._clients_group)
+        for call in calls:
+            if not call.done():
+                self._predict_client.remove_pending_request(call)
         if not answered:
-            self._predict_client.remove_pending_request(call)
             # The planner may be gone and come back as a new process, whose first answer can
-            # be lost like the first one's: ask twice again next time.
+            # be lost like the first one's: ask again next time.
             self._planner_answered = False
             self.get_logger().error(f'Goal rejected: the twin gave no verdict within '
                                     f'{timeout:.1f} s')
