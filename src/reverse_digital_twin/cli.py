@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import signal
 import sys
@@ -22,6 +23,18 @@ OWN_PARSERS = {
     'policy': ('policy_cli', 'policy_main'),
     'dataset': ('dataset_cli', 'dataset_main'),
 }
+
+
+def comma_floats(text: str, what: str) -> list[float]:
+    """Numbers a person typed as 'a,b,c' (or space-separated) for option ``what``; ConfigError
+    (a ValueError) saying what was wrong otherwise."""
+    try:
+        values = [float(v) for v in text.replace(' ', ',').split(',') if v]
+    except ValueError:
+        raise ConfigError(f'{what}: expected comma-separated numbers, got {text!r}') from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f'{what}: expected finite comma-separated numbers, got {text!r}')
+    return values
 
 
 def parse_arguments(parser: argparse.ArgumentParser,

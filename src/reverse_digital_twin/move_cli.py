@@ -14,20 +14,9 @@ import math
 import re
 import sys
 
-from reverse_digital_twin.cli import parse_arguments
+from reverse_digital_twin.cli import comma_floats, parse_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(' ', ',').split(',') if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{what}: expected comma-separated numbers, got '
-                                         f'{text!r}') from None
-    if not values:
-        raise argparse.ArgumentTypeError(f'{what}: no numbers in {text!r}')
-    return values
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,7 +58,7 @@ def _goal_fields(args: argparse.Namespace) -> dict:
     if args.joints is not None:
         if args.frame or args.tip:
             raise ValueError('--frame and --tip go with --pose, not --joints')
-        positions = _floats(args.joints, '--joints')
+        positions = comma_floats(args.joints, '--joints')
         names = [n.strip() for n in args.names.split(',') if n.strip()] if args.names else []
         if args.names is not None and len(names) != len(positions):
             raise ValueError(f'--names has {len(names)} joints but --joints {len(positions)} '

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import re
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from reverse_digital_twin.cli import parse_arguments
+from reverse_digital_twin.cli import comma_floats, parse_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Fraction of the velocity limits of the planned moves to each episode's start.
@@ -40,17 +39,6 @@ START_SPEED = 0.3
 #: on top of the stand-in's own friction and encoder offsets, which stay.
 PERTURBATION_RANGES = {'payload_mass': (0.0, 3.0), 'command_latency': (0.0, 0.03),
                        'position_noise': (0.0, 0.0005), 'velocity_noise': (0.0, 0.005)}
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(' ', ',').split(',') if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{what}: expected comma-separated numbers, got '
-                                         f'{text!r}') from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f'{what}: expected finite numbers, got {text!r}')
-    return values
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -177,7 +165,7 @@ def policy_main(argv: list[str] | None = None) -> int:
             raise ConfigError('--max-steps and --rate must be >= 0')
         loaded = load_policy(args.policy_file)
         if args.goal is not None:
-            targets = [Target(None, None, check_goal(_floats(args.goal, '--goal'),
+            targets = [Target(None, None, check_goal(comma_floats(args.goal, '--goal'),
                                                      loaded.task))]
         else:
             targets = seeded_targets(loaded, args.targets, args.seed, args.start)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from reverse_digital_twin.cli import parse_arguments
+from reverse_digital_twin.cli import comma_floats, parse_arguments
 from reverse_digital_twin.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,16 +102,6 @@ def _parser() -> argparse.ArgumentParser:
                         'in this process and print its verdict; no report')
     parser.add_argument('--no-plot', action='store_true', help='write no PNG')
     return parser
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(' ', ',').split(',') if v]
-    except ValueError:
-        raise ConfigError(f'{what}: expected comma-separated numbers, got {text!r}') from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise ConfigError(f'{what}: expected finite comma-separated numbers, got {text!r}')
-    return values
 
 
 def _glue_negative(argv: list[str]) -> list[str]:
@@ -245,13 +235,13 @@ def _motion(args: argparse.Namespace, spec: 'PredictorSpec', setup: 'RobotSetup'
         start.update(file_start)
         source = shlex.quote(args.trajectory)
     if args.start:
-        values = _floats(args.start, '--start')
+        values = comma_floats(args.start, '--start')
         if len(values) != len(joints):
             raise ConfigError(f'--start: expected {len(joints)} positions for {joints}, got '
                               f'{len(values)}')
         start.update(zip(joints, values))
     if args.joints:
-        target = _floats(args.joints, '--joints')
+        target = comma_floats(args.joints, '--joints')
         if len(target) != len(joints):
             raise ConfigError(f'--joints: expected {len(joints)} positions for {joints}, got '
                               f'{len(target)}')
