@@ -35,9 +35,7 @@ NEAR_PILLAR_PAN = 0.13
 
 @pytest.fixture(scope='module')
 def kept() -> Path:
-    if not KEPT_POLICY.is_file():
-        pytest.skip(f'the kept policy {KEPT_POLICY.relative_to(ROOT)} is not there yet '
-                    '(written by the training of the reaching task)')
+    assert KEPT_POLICY.is_file(), f'the kept policy {KEPT_POLICY.relative_to(ROOT)} is missing'
     return KEPT_POLICY
 
 

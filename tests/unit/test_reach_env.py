@@ -162,8 +162,7 @@ def test_task_contract() -> None:
 def test_kept_policy_reaches_without_torch(robot: str) -> None:
     """The policy kept in the repository reaches >= 90 % of 20 seeded goals, numpy only."""
     path = POLICIES / f'reach_{robot}.npz'
-    if robot != 'rdt_arm6' and not path.is_file():
-        pytest.skip(f'no kept policy for {robot}')
+    assert path.is_file(), f'no kept policy for {robot}'
     policy = Policy.load(path)
     assert path.stat().st_size < 300_000
     env = ReachEnv(policy.meta['robot'], settings=policy.meta['task'])
