@@ -2,8 +2,9 @@
 
 Runs bench_core (physics, lockstep, raw rclpy) and bench_bridge (the running twin graph), and,
 if present, bench_prediction, bench_planner, bench_calibration, bench_cameras, bench_planning,
-bench_sweep, bench_env, bench_train (the figures `make train` measured), bench_policy and
-bench_soak (lost/duplicated goals and memory growth over ``--soak-minutes`` or ``--hours``) (each
+bench_sweep, bench_env, bench_train (the figures `make train` measured), bench_policy,
+bench_soak (lost/duplicated goals and memory growth over ``--soak-minutes`` or ``--hours``),
+bench_fuzz and bench_faults (the bridge killed mid-goal) (each
 ``measure(robot) -> dict``); merges their figures, prints each with its
 same-run ratio or target, and writes artifacts/benchmarks.json with a ``targets`` section marking
 each target met or missed.
@@ -31,7 +32,7 @@ from benchmarks import ROOT, Target, add_soak_arguments, isolate, log
 from benchmarks import soak_minutes_argument
 
 MODULES = ('core', 'bridge', 'prediction', 'planner', 'calibration', 'cameras', 'planning',
-           'sweep', 'env', 'train', 'policy', 'soak', 'fuzz')
+           'sweep', 'env', 'train', 'policy', 'soak', 'fuzz', 'faults')
 
 
 def _load(name: str) -> ModuleType | None:

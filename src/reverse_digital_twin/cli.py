@@ -102,6 +102,12 @@ def _specs(args: argparse.Namespace):
         print(f'rdt: scenario {args.scenario}, draw {args.scenario_seed} for the stand-in: '
               f"{description}; the planner's risk sweeps draw from the whole scenario",
               flush=True)
+    if getattr(args, 'hardware_only', False):  # rdt up only
+        from reverse_digital_twin.stack import standin_graph  # noqa: PLC0415
+        if args.hardware not in ('', 'standin') or args.sim_only or calibration:
+            raise ConfigError('--hardware-only starts the stand-in robot alone: it takes no '
+                              '--hardware driver, --sim-only or --calibration')
+        return standin_graph(args.robot, overrides)
     if args.sim_only:
         return sim_graph(args.robot, args.namespace, overrides, calibration_file=calibration)
     return twin_graph(args.robot, args.hardware, args.target, args.arm, args.controller_name,
@@ -229,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
                     'draw (payload, friction, damping, latency, noise, a weak or locked joint, '
                     "dropouts, lost commands, an emergency stop), the planner's risk sweeps "
                     'draw from the whole scenario')
+    up.add_argument('--hardware-only', action='store_true',
+                    help='only the stand-in robot under /hw, as a real robot\'s driver runs '
+                    'beside the twin: start the twin in another terminal with `rdt up '
+                    '--hardware /hw/joint_trajectory_controller`; a twin graph that stops or '
+                    'dies leaves it running')
     up.add_argument('--scenario-seed', type=int, default=0, metavar='N',
                     help='which draw of --scenario the stand-in takes (default 0)')
     up.set_defaults(func=cmd_up)

@@ -107,6 +107,11 @@ class TrajectoryClient:
             if self.record:
                 self.history.append(msg)
 
+    def forget_server(self) -> None:
+        """The action server may have restarted: make sure it hears the next goal (a new
+        server's first goals can be lost while it discovers this client)."""
+        self._heard = False
+
     def latest(self) -> JointState | None:
         with self._lock:
             return self._latest

@@ -134,7 +134,13 @@ class TwinCommander:
         ``alive()`` may return a reason to give up early (e.g. a node process died).
         """
         deadline = time.monotonic() + timeout
+        # A node may have come back (restarted): its servers have not answered this commander
+        # yet, so first requests to them are sent again until they do (see call)
+        self._answered.clear()
         views = [(self.client, self.names.bridge), (self.sim, self.names.sim_controller)]
+        with self._lock:
+            for view in self._views.values():
+                view.forget_server()
         if hardware:
             views.append((self.hardware, self.names.hardware_controller))
         checks: list[tuple[str, Callable[[], bool]]] = [

@@ -442,6 +442,43 @@ class TwinNames:
         return f'/{self.twin_namespace}/robot_description'
 
 
+#: Override keys of :func:`standin_graph`'s nodes.
+STANDIN_GRAPH_NODES = (STANDIN_NODE, 'hardware_controller', 'hardware_camera')
+
+
+def standin_graph(robot: str = 'rdt_arm6',
+                  overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[NodeSpec]:
+    """The stand-in robot under /hw: its physics with the robot file's perturbations, the
+    emulated controller it hosts, and its camera when the scene has one. Part of the twin's
+    graph (``hardware='standin'``), or a graph of its own, as a real robot's driver runs.
+
+    Args:
+        overrides: keys standin_robot, hardware_controller, hardware_camera.
+    """
+    config = str(robot_config(robot))
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(STANDIN_GRAPH_NODES))
+    if unknown:
+        raise ConfigError(f'parameter overrides for unknown nodes {unknown}; the stand-in\'s '
+                          f'graph has {", ".join(STANDIN_GRAPH_NODES)}')
+    # One process, the hardware's loop: the stand-in hosts its controller and runs the
+    # controller's cycle itself (as ros2_control_node does), so no topic between them can be
+    # late on a busy machine
+    controller = NodeSpec(CONTROLLER_NODE, 'emulated_controller',
+                          f'{PACKAGE}.nodes.emulated_controller_node', HARDWARE_NAMESPACE,
+                          (config,), {'use_sim_time': False,
+                                      **overrides.get('hardware_controller', {})})
+    standin = {**read_node_parameters(Path(config), STANDIN_NODE),
+               **overrides.get(STANDIN_NODE, {})}
+    return [NodeSpec(STANDIN_NODE, 'standin_robot', f'{PACKAGE}.nodes.standin_node',
+                     HARDWARE_NAMESPACE, (config,),
+                     {'niceness': HARDWARE_NICENESS, **overrides.get(STANDIN_NODE, {})},
+                     hosted=(controller,)),
+            *camera_node(standin, HARDWARE_NAMESPACE, config,
+                         overrides.get('hardware_camera', {}), CAMERA_HARDWARE_PARAMETERS,
+                         {'payload_parameters_node': TwinNames().standin})]
+
+
 def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
                armed: bool = False, client_controller: str = CONTROLLER_NODE,
                hardware_joint_states: str = '',
@@ -507,22 +544,8 @@ def twin_graph(robot: str = 'rdt_arm6', hardware: str = '', target: str = 'sim',
     if hardware == 'standin':
         hw_controller = f'/{HARDWARE_NAMESPACE}/{CONTROLLER_NODE}'
         hw_joint_states = f'/{HARDWARE_NAMESPACE}/joint_states'
-        # One process, the hardware's loop: the stand-in hosts its controller and runs the
-        # controller's cycle itself (as ros2_control_node does), so no topic between them can
-        # be late on a busy machine
-        controller = NodeSpec(CONTROLLER_NODE, 'emulated_controller',
-                              f'{PACKAGE}.nodes.emulated_controller_node', HARDWARE_NAMESPACE,
-                              (config,), {'use_sim_time': False,
-                                          **overrides.get('hardware_controller', {})})
-        specs.append(NodeSpec(STANDIN_NODE, 'standin_robot', f'{PACKAGE}.nodes.standin_node',
-                              HARDWARE_NAMESPACE, (config,),
-                              {'niceness': HARDWARE_NICENESS, **overrides.get(STANDIN_NODE, {})},
-                              hosted=(controller,)))
-        standin = {**read_node_parameters(Path(config), STANDIN_NODE),
-                   **overrides.get(STANDIN_NODE, {})}
-        specs += camera_node(standin, HARDWARE_NAMESPACE, config,
-                             overrides.get('hardware_camera', {}), CAMERA_HARDWARE_PARAMETERS,
-                             {'payload_parameters_node': names.standin})
+        specs += standin_graph(robot, {k: v for k, v in overrides.items()
+                                       if k in STANDIN_GRAPH_NODES})
     elif hardware:
         if not hardware.startswith('/'):
             raise ConfigError(f'hardware {hardware!r}: use "standin" or the fully qualified name '

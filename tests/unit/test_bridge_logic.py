@@ -189,4 +189,4 @@ def test_every_tunable_has_a_range():
     assert set(TUNABLE_RANGES) == {
         'start_tolerance', 'divergence_threshold', 'divergence_time_slack', 'prediction_timeout',
         'prediction_min_speed', 'prediction_timeout_cap', 'max_start_delay',
-        'min_success_probability', 'sweep_rollouts'}
+        'min_success_probability', 'sweep_rollouts', 'hardware_lookahead'}

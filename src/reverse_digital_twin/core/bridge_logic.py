@@ -28,6 +28,7 @@ TUNABLE_RANGES: dict[str, tuple[float, bool, float]] = {
     'max_start_delay': (0.0, True, math.inf),
     'min_success_probability': (0.0, True, 1.0),
     'sweep_rollouts': (1.0, True, math.inf),
+    'hardware_lookahead': (0.0, True, math.inf),
 }
 
 

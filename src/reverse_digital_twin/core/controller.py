@@ -172,7 +172,6 @@ class TrajectoryController:
                                       interpolate=self.config.interpolation_method == 'splines')
         self._tolerances = tolerances or self.config.default_tolerances
         self._monitoring = True
-        self._integral[:] = 0.0
 
     def hold(self, measured: JointSample | None = None) -> None:
         """Hold the measured position (what the real controller does on cancel and aborts).

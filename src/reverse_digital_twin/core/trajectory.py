@@ -139,20 +139,29 @@ class Trajectory:
                 _segment(time - t0, t_first - t0, before.positions, v0, a0, first.positions,
                          first.velocities, first.accelerations), 0, False)
         rel = time - self.start_time
-        for i in range(len(points) - 1):
-            a, b = points[i], points[i + 1]
-            if rel < b.time_from_start:
-                if not self.interpolate:
-                    return TrajectorySample(self._at_point(i + 1), i + 1, False)
-                return TrajectorySample(
-                    _segment(rel - a.time_from_start, b.time_from_start - a.time_from_start,
-                             a.positions, a.velocities, a.accelerations,
-                             b.positions, b.velocities, b.accelerations), i + 1, False)
-        return TrajectorySample(self._at_point(len(points) - 1), len(points) - 1, True)
+        if not self.interpolate:
+            for i in range(len(points) - 1):
+                if rel < points[i + 1].time_from_start:
+                    return TrajectorySample(_at_point(points[i + 1]), i + 1, False)
+            return TrajectorySample(_at_point(points[-1]), len(points) - 1, True)
+        return interpolate_waypoints(points, rel)
 
-    def _at_point(self, i: int) -> JointSample:
-        p = self.points[i]
-        n = len(p.positions)
-        return JointSample(p.positions.copy(),
-                           np.zeros(n) if p.velocities is None else p.velocities.copy(),
-                           np.zeros(n) if p.accelerations is None else p.accelerations.copy())
+
+def _at_point(p: TrajectoryPoint) -> JointSample:
+    n = len(p.positions)
+    return JointSample(p.positions.copy(),
+                       np.zeros(n) if p.velocities is None else p.velocities.copy(),
+                       np.zeros(n) if p.accelerations is None else p.accelerations.copy())
+
+
+def interpolate_waypoints(points: list[TrajectoryPoint], rel: float) -> TrajectorySample:
+    """The waypoints' splines at ``rel`` s after their start, for ``rel`` at or after the first
+    waypoint's time (before it, a trajectory blends from where it was picked up)."""
+    for i in range(len(points) - 1):
+        a, b = points[i], points[i + 1]
+        if rel < b.time_from_start:
+            return TrajectorySample(
+                _segment(rel - a.time_from_start, b.time_from_start - a.time_from_start,
+                         a.positions, a.velocities, a.accelerations,
+                         b.positions, b.velocities, b.accelerations), i + 1, False)
+    return TrajectorySample(_at_point(points[-1]), len(points) - 1, True)

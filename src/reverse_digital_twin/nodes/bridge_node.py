@@ -38,13 +38,15 @@ from reverse_digital_twin.core.bridge_logic import TUNABLE_RANGES, prediction_de
 from reverse_digital_twin.core.bridge_logic import start_deviation, tunable_error
 from reverse_digital_twin.core.controller import ErrorCode, PREEMPTED_MESSAGE
 from reverse_digital_twin.core.errors import ConfigError
+from reverse_digital_twin.core.goal import TrajectoryGoal
 from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
 from reverse_digital_twin.core.goal_lifecycle import SingleGoalSlot, report
+from reverse_digital_twin.core.lookahead import JointStart, LookAhead, Part
 from reverse_digital_twin.nodes.awaiting import await_within
 from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare, seconds
-from reverse_digital_twin.nodes.ros_common import to_time
+from reverse_digital_twin.nodes.ros_common import goal_from_msg, to_time, trajectory_from_goal
 from reverse_digital_twin.nodes.state_relay import StateRelay
 from reverse_digital_twin.stack import TwinNames
 
@@ -65,6 +67,15 @@ MAX_ASKS = 3
 SWEEP_STARTUP = 30.0
 #: s: hardware joint states silent longer than this (or the liveness deadline) refuse a switch.
 SWITCH_SILENCE_LIMIT = 1.0
+#: s: an unstamped goal given to the hardware in parts starts this long after its first part
+#: is sent. The controller would start it on arrival, a time the bridge knows only to within
+#: the messaging delay; every part must share one start time, so the bridge stamps it.
+START_LEAD = 0.05
+#: Share of hardware_lookahead between two parts of a goal.
+EXTEND_EVERY = 0.25
+#: A part is extended no later than this share of hardware_lookahead before the hardware
+#: would start its stop; later, the goal is aborted (the next part could arrive mid-stop).
+EXTEND_DEADLINE = 0.1
 #: A refused goal's message says what happened to the goal that was running.
 REFUSED_WHILE_RUNNING = ' (the goal already running was left alone and continues)'
 
@@ -117,6 +128,16 @@ class Execution:
     divergence: DivergenceMonitor | None = None
     stop_target: bool = True  # on an early end, cancel the target's goal (it then holds)
     last_checked: JointState | None = None  # the measured state divergence last looked at
+    # A goal given to the hardware in parts (hardware_lookahead): the cut, the part the target
+    # runs, the goal's start in the target's clock (every part's stamp), the goal time the
+    # part was cut at, parts sent so far, and whether one is on its way.
+    lookahead: LookAhead | None = None
+    part: Part | None = None
+    part_stamp: float = 0.0
+    part_elapsed: float = 0.0
+    parts_sent: int = 0
+    extending: bool = False
+    extend_sent: float = 0.0  # steady time the part on its way was sent
 
     @property
     def verdict(self) -> Verdict | None:
@@ -223,6 +244,12 @@ class Bridge(Node):
         self.sweep_rollouts = int(declare(
             self, 'sweep_rollouts', 20,
             'Rollouts of the sweep behind min_success_probability'))
+        self.hardware_lookahead = float(declare(
+            self, 'hardware_lookahead', 1.0,
+            'Seconds of a goal the hardware is given ahead of its execution: a longer goal is '
+            'sent in parts that the bridge keeps extending, each ending in a stop on the '
+            "goal's path, so that the hardware stops within 1.5 x this when the bridge dies "
+            '(0 = the whole goal at once, as a plain client would)'))
         for name in TUNABLE_RANGES:
             reason = tunable_error(name, getattr(self, name))
             if reason is not None:
@@ -360,13 +387,21 @@ class Bridge(Node):
 
     @staticmethod
     def _measured(link: TargetLink, joints: list[str]) -> list[float] | None:
+        state = Bridge._measured_start(link, joints)
+        return None if state is None else list(state.positions)
+
+    @staticmethod
+    def _measured_start(link: TargetLink, joints: list[str]) -> JointStart | None:
+        """The measured state of ``joints``, velocities zero where the target gives none."""
         msg = link.joint_states
         if msg is None:
             return None
         index = {n: i for i, n in enumerate(msg.name)}
         if any(j not in index for j in joints):
             return None
-        return [msg.position[index[j]] for j in joints]
+        velocities = [msg.velocity[index[j]] if len(msg.velocity) == len(msg.name) else 0.0
+                      for j in joints]
+        return JointStart([msg.position[index[j]] for j in joints], velocities)
 
     # --- switching and arming: one rule set for the services and the parameters ---------------
     def _switch_to(self, name: str) -> str | None:
@@ -668,6 +703,23 @@ class Bridge(Node):
         goal = FollowJointTrajectory.Goal(
             trajectory=trajectory, path_tolerance=request.path_tolerance,
             goal_tolerance=request.goal_tolerance, goal_time_tolerance=request.goal_time_tolerance)
+        if link.name == 'hardware' and self.hardware_lookahead > 0.0:
+            lookahead = LookAhead(goal_from_msg(trajectory).points, self.hardware_lookahead,
+                                  self._measured_start(link, list(trajectory.joint_names)))
+            if lookahead.bounded:
+                stamp = seconds(trajectory.header.stamp)
+                target_now = link.clock_at(self._now())
+                if target_now is None:
+                    self.goals.abort(record, int(ErrorCode.INVALID_GOAL), (
+                        f'no joint states from the {link.name} target to time the goal\'s '
+                        'parts by (hardware_lookahead); nothing moved'))
+                    return
+                if stamp == 0.0:
+                    stamp = target_now + START_LEAD
+                execution.lookahead, execution.part_stamp = lookahead, stamp
+                execution.part_elapsed = target_now - stamp
+                execution.part = lookahead.part(execution.part_elapsed)
+                goal.trajectory = _part_trajectory(trajectory, execution.part, stamp)
         verdict = execution.verdict
         duration = seconds(request.trajectory.points[-1].time_from_start)
         start = execution.screening.start
@@ -682,6 +734,7 @@ class Bridge(Node):
                                               self.timeout_margin)
         execution.forwarded = self._now()
         self._watch_timer.reset()
+        execution.parts_sent = 1
         goal_handle = await link.action.send_goal_async(
             goal, feedback_callback=lambda fb: self._relay_feedback(record, fb))
         superseded, execution.superseded = execution.superseded, None
@@ -701,7 +754,7 @@ class Bridge(Node):
         execution.started = self._now()
         # The controller took the goal between sending and the answer: the midpoint, in the
         # target's clock, is the prediction's t = 0 for a goal that starts on arrival.
-        execution.started_stamp = link.clock_at(
+        execution.started_stamp = execution.part_stamp or link.clock_at(
             0.5 * (execution.forwarded + execution.started)) or 0.0
         if execution.target is Target.SHADOW and verdict is not None \
                 and verdict.predicted_trajectory.points:
@@ -712,21 +765,88 @@ class Bridge(Node):
                 self.divergence_time_slack)
         if record.handle.is_cancel_requested:
             goal_handle.cancel_goal_async()
-        goal_handle.get_result_async().add_done_callback(
-            lambda future: self._on_target_result(record, future))
+        self._on_result_of(record, goal_handle, 1)
+
+    def _extend(self, record: GoalRecord[Execution], elapsed: float) -> None:
+        """Send the goal's next part, cut ``elapsed`` s into it (see hardware_lookahead)."""
+        execution = record.data
+        if record.finished or record.handle.is_cancel_requested:
+            return
+        execution.extending, execution.extend_sent = True, self._now()
+        self.executor.create_task(self._send_part, record, elapsed)
+
+    async def _send_part(self, record: GoalRecord[Execution], elapsed: float) -> None:
+        execution = record.data
+        request = record.handle.request
+        link = execution.link
+        assert execution.lookahead is not None and link is not None
+        part = execution.lookahead.part(elapsed)
+        goal = FollowJointTrajectory.Goal(
+            trajectory=_part_trajectory(request.trajectory, part, execution.part_stamp),
+            path_tolerance=request.path_tolerance, goal_tolerance=request.goal_tolerance,
+            goal_time_tolerance=request.goal_time_tolerance)
+        execution.parts_sent += 1
+        index = execution.parts_sent
+        try:
+            handle = await link.action.send_goal_async(
+                goal, feedback_callback=lambda fb: self._relay_feedback(record, fb))
+        finally:
+            execution.extending = False
+        if record.finished or record.handle.is_cancel_requested:
+            if handle.accepted:  # nobody would watch it: the hardware holds instead
+                handle.cancel_goal_async()
+            return
+        if not handle.accepted:
+            execution.stop_target = False  # the part it has ends in a stop on the path
+            self.goals.abort(record, int(ErrorCode.INVALID_GOAL), (
+                f'the {link.name} controller {link.controller} rejected the next part of the '
+                "goal (see its log); the hardware slows to a stop on the goal's path"))
+            return
+        execution.target_goal, execution.part, execution.part_elapsed = handle, part, elapsed
+        self._on_result_of(record, handle, index)
+
+    def _on_result_of(self, record: GoalRecord[Execution], handle, index: int) -> None:
+        final = record.data.part is None or record.data.part.final
+        handle.get_result_async().add_done_callback(
+            lambda future: self._on_target_result(record, future, index, final))
 
     def _relay_feedback(self, record: GoalRecord[Execution], message) -> None:
         if not record.finished and record.handle.is_active:
             record.handle.publish_feedback(message.feedback)
 
-    def _on_target_result(self, record: GoalRecord[Execution], future: Future) -> None:
+    def _on_target_result(self, record: GoalRecord[Execution], future: Future, index: int,
+                          final: bool) -> None:
         response = future.result()
+        execution = record.data
+        newer = index < execution.parts_sent  # a later part of the goal was sent
+        if newer and response.status == ActionStatus.STATUS_ABORTED \
+                and response.result.error_string == PREEMPTED_MESSAGE:
+            return  # replaced by the goal's next part, as asked
+        if not final and response.status == ActionStatus.STATUS_SUCCEEDED:
+            execution.stop_target = False
+            self._ran_out(record)
+            return
         status = {ActionStatus.STATUS_SUCCEEDED: GoalStatus.SUCCEEDED,
                   ActionStatus.STATUS_CANCELED: GoalStatus.CANCELED}.get(response.status,
                                                                          GoalStatus.ABORTED)
-        record.data.stop_target = False  # the target's goal has ended by itself
+        # The target's goal has ended by itself; a later part on its way is stopped too.
+        execution.stop_target = newer
         self.goals.finish(record, GoalOutcome(status, response.result.error_code,
                                               response.result.error_string))
+
+    def _ran_out(self, record: GoalRecord[Execution]) -> None:
+        """The hardware reached (or is about to reach) the stop at the end of its part."""
+        execution = record.data
+        assert execution.part is not None and execution.link is not None
+        why = (f'the {execution.link.name} controller {execution.link.controller} did not take '
+               f'the goal\'s next part within {self._now() - execution.extend_sent:.2f} s') \
+            if execution.extending else 'the bridge fell behind giving the hardware its parts'
+        self.goals.abort(record, int(ErrorCode.INVALID_GOAL), (
+            f'Aborted: {why} (the hardware had the goal up to its '
+            f'{execution.part.full_speed_until:.2f} s point; hardware_lookahead '
+            f"{self.hardware_lookahead:g} s); the hardware slows to a stop on the goal's path "
+            f'at its {execution.part.stops_at:.2f} s point. Send the rest of the goal again, or '
+            'raise hardware_lookahead on a busy machine'))
 
     def _on_goal_finished(self, record: GoalRecord[Execution]) -> None:
         """Every client goal ends here once: stop its target goal if still running, log."""
@@ -774,6 +894,25 @@ class Bridge(Node):
             self._target_lost(record, (
                 f'no result from {link.controller} within {execution.timeout:.2f} s '
                 f'({self.timeout_scale:g} x duration + {self.timeout_margin:g} s)'))
+        elif execution.part is not None and not execution.part.final \
+                and execution.target_goal is not None:
+            self._keep_ahead(record, now)
+
+    def _keep_ahead(self, record: GoalRecord[Execution], now: float) -> None:
+        """Extend a goal given in parts, or abort it when the hardware is about to stop."""
+        execution = record.data
+        assert execution.part is not None and execution.lookahead is not None
+        target_now = execution.link.clock_at(now) if execution.link is not None else None
+        if target_now is None:
+            return
+        elapsed = target_now - execution.part_stamp
+        horizon = execution.lookahead.horizon
+        if elapsed >= execution.part.full_speed_until - EXTEND_DEADLINE * horizon:
+            execution.stop_target = False  # let it stop on the path rather than at once
+            self._ran_out(record)
+        elif not execution.extending \
+                and elapsed - execution.part_elapsed >= EXTEND_EVERY * horizon:
+            self._extend(record, elapsed)
 
     def _target_lost(self, record: GoalRecord[Execution], why: str) -> None:
         link = record.data.link
@@ -865,6 +1004,13 @@ class Bridge(Node):
                 self._topic_pubs[link.name].publish(self._restamped(msg, link, screening))
         finally:
             self._stream_busy = False
+
+
+def _part_trajectory(trajectory: JointTrajectory, part: Part, stamp: float) -> JointTrajectory:
+    """One part of a goal as the trajectory its target is sent: the goal's start stamp."""
+    out = trajectory_from_goal(TrajectoryGoal(list(trajectory.joint_names), part.points, stamp))
+    out.header.frame_id = trajectory.header.frame_id
+    return out
 
 
 def main(args: list[str] | None = None) -> int:

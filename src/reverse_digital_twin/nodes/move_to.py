@@ -38,7 +38,6 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from rdt_interfaces.action import MoveTo
 
@@ -50,7 +49,7 @@ from reverse_digital_twin.core.planning import PlanningError, plan_motion, solve
 from reverse_digital_twin.core.prediction import Verdict
 from reverse_digital_twin.core.prediction_pool import PredictionRequest
 from reverse_digital_twin.nodes.awaiting import await_within, in_thread
-from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, to_duration
+from reverse_digital_twin.nodes.ros_common import SYSTEM_DEFAULT_QOS, trajectory_from_goal
 from reverse_digital_twin.nodes.verdict_msg import verdict_msg
 
 if TYPE_CHECKING:
@@ -88,18 +87,6 @@ class MoveToGoal:
     bridge_goal: object | None = None  # ClientGoalHandle at the bridge
     bridge_done: bool = False  # the bridge reported its result
     verdict: Verdict | None = None
-
-
-def trajectory_msg(goal: TrajectoryGoal) -> JointTrajectory:
-    """A core TrajectoryGoal as a trajectory_msgs/JointTrajectory (header stamp 0: start now)."""
-    msg = JointTrajectory(joint_names=list(goal.joint_names))
-    for p in goal.points:
-        msg.points.append(JointTrajectoryPoint(
-            positions=[float(v) for v in p.positions],
-            velocities=[float(v) for v in p.velocities],
-            accelerations=[float(v) for v in p.accelerations],
-            time_from_start=to_duration(p.time_from_start)))
-    return msg
 
 
 class MoveToServer:
@@ -308,7 +295,7 @@ class MoveToServer:
                 self._feedback(handle, 'executing', (node.twin_time() - started[0]) / duration)
 
         bridge_goal = await self._bridge.send_goal_async(
-            FollowJointTrajectory.Goal(trajectory=trajectory_msg(trajectory)),
+            FollowJointTrajectory.Goal(trajectory=trajectory_from_goal(trajectory)),
             feedback_callback=on_feedback)
         if bridge_goal is None or not bridge_goal.accepted:
             return self._end(record, GoalStatus.ABORTED, ErrorCode.INVALID_GOAL,

@@ -68,6 +68,18 @@ def goal_from_msg(msg: JointTrajectory) -> TrajectoryGoal:
         stamp=seconds(msg.header.stamp))
 
 
+def trajectory_from_goal(goal: TrajectoryGoal) -> JointTrajectory:
+    """A core TrajectoryGoal as a trajectory_msgs/JointTrajectory (its stamp; 0: start now)."""
+    msg = JointTrajectory(joint_names=list(goal.joint_names))
+    if goal.stamp:
+        msg.header.stamp = to_time(goal.stamp)
+    msg.points = [JointTrajectoryPoint(
+        positions=[float(v) for v in p.positions], velocities=[float(v) for v in p.velocities],
+        accelerations=[float(v) for v in p.accelerations], effort=[float(v) for v in p.effort],
+        time_from_start=to_duration(p.time_from_start)) for p in goal.points]
+    return msg
+
+
 def tolerance_requests(entries: Sequence[Any]) -> list[JointToleranceRequest]:
     """control_msgs/JointTolerance[] -> core requests."""
     return [JointToleranceRequest(e.name, e.position, e.velocity, e.acceleration) for e in entries]

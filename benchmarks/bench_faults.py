@@ -1,0 +1,75 @@
+"""The bridge killed mid-goal: how far the hardware moves after, with and without look-ahead.
+
+The stand-in runs as a graph of its own (as a real robot's driver runs outside the twin's
+runner); the twin's graph points at it. From home, a 6 s goal to a far pose; once the hardware
+has covered 30 % of the way the bridge is killed (SIGKILL), and the hardware's joint states
+show how far it goes on before it rests (tests/bridge_death.py, shared with the integration
+test). Measured with the bridge's default ``hardware_lookahead`` (1 s) and with 0 (the whole
+goal given at once, as a plain client would): ``bridge_death_travel_rad`` against
+``bridge_death_travel_rad_unbounded``; the bound is the goal's speed over 1.5 look-aheads plus
+what the hardware lags behind its command.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from benchmarks import Target, log, ros
+from reverse_digital_twin.client import BackgroundNode
+from tests.bridge_death import SplitGraphs
+
+LOOKAHEAD = 1.0
+GOAL_SECONDS = 6.0
+RUNS = 3
+
+
+def measure(robot: str) -> dict:
+    figures: dict = {}
+    with ros(), tempfile.TemporaryDirectory(prefix='bench_faults_') as logs:
+        background = BackgroundNode('bench_faults')
+        graphs = SplitGraphs(background.node, robot, Path(logs),
+                             bridge={'hardware_lookahead': LOOKAHEAD})
+        try:
+            for name, lookahead in (('', LOOKAHEAD), ('_unbounded', 0.0)):
+                runs = []
+                for i in range(RUNS):
+                    if i or name:
+                        graphs.restart_bridge(hardware_lookahead=lookahead)
+                    run = graphs.kill_bridge_mid_goal(GOAL_SECONDS)
+                    log(f'bridge killed (hardware_lookahead {lookahead:g} s): the hardware moved '
+                        f'{run.travel_rad:.3f} rad more of {run.left_rad:.3f} left, at rest '
+                        f'{run.stopped_after_s:.2f} s after')
+                    runs.append(run)
+                worst = max(runs, key=lambda r: r.travel_rad)
+                figures[f'bridge_death_travel_rad{name}'] = round(worst.travel_rad, 4)
+                figures[f'bridge_death_stop_s{name}'] = round(
+                    max(r.stopped_after_s for r in runs), 3)
+                figures[f'bridge_death_left_rad{name}'] = round(worst.left_rad, 4)
+                figures['bridge_death_goal_speed_rad_s'] = round(worst.speed_rad_s, 4)
+        finally:
+            graphs.close()
+            background.close()
+    figures['bridge_death_lookahead_s'] = LOOKAHEAD
+    return figures
+
+
+def targets(results: dict) -> list[Target]:
+    speed = results.get('bridge_death_goal_speed_rad_s', 0.0)
+    return [Target('bridge_death_travel_rad', round(speed * (1.5 * LOOKAHEAD + 0.4), 4), '<=',
+                   'issue 11: the goal\'s speed x (1.5 look-aheads + 0.4 s of lag)'),
+            Target('bridge_death_travel_rad',
+                   0.5 * results.get('bridge_death_travel_rad_unbounded', 0.0), '<=',
+                   'at most half of what the hardware moves without look-ahead')]
+
+
+def rows(r: dict) -> list[tuple[str, str, str]]:
+    return [('hardware travel after the bridge is killed (rad)',
+             f'{r["bridge_death_travel_rad"]:.3f}',
+             f'unbounded: {r["bridge_death_travel_rad_unbounded"]:.3f}'),
+            ('... at rest after (s)', f'{r["bridge_death_stop_s"]:.2f}',
+             f'unbounded: {r["bridge_death_stop_s_unbounded"]:.2f}')]
+
+
+if __name__ == '__main__':
+    from benchmarks import run_alone
+    raise SystemExit(run_alone(measure, __doc__))
