@@ -158,7 +158,9 @@ def test_rdt_up_variant_starts_and_stops(args, ros_node, tmp_path):
     robot = option(args, '--robot', 'rdt_arm6')
     joints = load_robot(robot).joints
     up = start_up(args, tmp_path / 'up.log')
-    client = TrajectoryClient(ros_node, names.bridge, names.joint_states)
+    hardware_only = '--hardware-only' in args  # the stand-in alone, as a real driver runs
+    client = TrajectoryClient(ros_node, names.hardware_controller, names.hardware_joint_states) \
+        if hardware_only else TrajectoryClient(ros_node, names.bridge, names.joint_states)
     try:
         ready = wait_for(lambda: up.process.poll() is not None or client.wait_ready(1.0),
                          UP_TIMEOUT, poll=0.1)
@@ -166,7 +168,11 @@ def test_rdt_up_variant_starts_and_stops(args, ros_node, tmp_path):
         assert wait_for(lambda: client.positions(joints) is not None, 30.0), \
             f'no {names.joint_states} with the {robot} joints'
         with graph_observer() as observer:
-            if '--sim-only' in args:  # the twin alone at the root, as a driver
+            if hardware_only:
+                assert wait_for(lambda: {names.standin, names.hardware_controller}
+                                <= node_names(observer), 30.0), sorted(node_names(observer))
+                assert not {names.bridge, names.sim_node} & node_names(observer)
+            elif '--sim-only' in args:  # the twin alone at the root, as a driver
                 assert wait_for(lambda: '/pybullet_sim' in node_names(observer), 30.0), \
                     sorted(node_names(observer))
                 assert names.sim_node not in node_names(observer)
@@ -176,7 +182,7 @@ def test_rdt_up_variant_starts_and_stops(args, ros_node, tmp_path):
             if option(args, '--hardware') == 'standin':
                 assert wait_for(lambda: {names.standin, names.hardware_controller}
                                 <= node_names(observer), 30.0), sorted(node_names(observer))
-        if '--sim-only' not in args:
+        if '--sim-only' not in args and not hardware_only:
             assert parameter(ros_node, names.bridge, 'target') == option(args, '--target',
                                                                          'sim')
             assert parameter(ros_node, names.bridge, 'hardware_armed') == ('--arm' in args)
