@@ -310,6 +310,7 @@ class Bridge(Node):
         self.create_service(SwitchTarget, '~/switch_target', self._on_switch)
         self.create_service(SetBool, '~/arm_hardware', self._on_arm)
         self._syncing = False  # True while the node mirrors a service call into its parameters
+        self._warned: set[str] = set()  # warnings given once
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # The watchdogs run at 100 Hz while a goal is out at a target, and not at all between
         # goals (an idle wake-up of this executor costs as much as a relayed message).
@@ -706,14 +707,24 @@ class Bridge(Node):
         if link.name == 'hardware' and self.hardware_lookahead > 0.0:
             lookahead = LookAhead(goal_from_msg(trajectory).points, self.hardware_lookahead,
                                   self._measured_start(link, list(trajectory.joint_names)))
+            stamp = seconds(trajectory.header.stamp)
             if lookahead.bounded:
-                stamp = seconds(trajectory.header.stamp)
                 target_now = link.clock_at(self._now())
                 if target_now is None:
                     self.goals.abort(record, int(ErrorCode.INVALID_GOAL), (
                         f'no joint states from the {link.name} target to time the goal\'s '
                         'parts by (hardware_lookahead); nothing moved'))
                     return
+                if link.joint_states is not None \
+                        and seconds(link.joint_states.header.stamp) == 0.0:  # no time in them
+                    first = 'unstamped' not in self._warned
+                    self._warned.add('unstamped')
+                    if first:
+                        self.get_logger().warning(
+                            f'the {link.name} joint states carry no time stamps: goals go to it '
+                            'whole, hardware_lookahead cannot bound them')
+                    lookahead = LookAhead(lookahead.points, 0.0)
+            if lookahead.bounded:
                 if stamp == 0.0:
                     stamp = target_now + START_LEAD
                 execution.lookahead, execution.part_stamp = lookahead, stamp
