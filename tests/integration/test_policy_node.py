@@ -194,6 +194,7 @@ def test_the_kept_policy_toward_a_goal_inside_the_pillar_is_stopped_before_it(
     assert contacts_along(twin, list(twin.sim.history)) == []
 
 
+@pytest.mark.slow
 def test_a_live_dataset_holds_each_episode_and_reads_back(fresh: Twin, tmp_path: Path):
     """`rdt dataset --source live`: the recorder writes the graph's topics while the policy
     node drives, one MCAP file per episode, read back by read_episodes and, independently,

@@ -2,8 +2,9 @@
 the page served for the running twin graph, the robot is drawn where the view points its
 camera, and the page's Disarm and Arm (with its confirmation) reach the bridge.
 
-Without a Chromium the tests are skipped with the command that installs it; `make test` lists
-skipped tests and their reasons at the end of the run (pytest.ini: -ra).
+Slow (make test-slow, CI): starting a browser and a graph with cameras takes a minute. Without a
+Chromium the tests are skipped with the command that installs it, listed at the end of the run
+(pytest.ini: -ra).
 """
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ from reverse_digital_twin.view.scene import GHOST_COLOR, ROBOT_COLOR
 
 from .conftest import Twin
 
-pytestmark = pytest.mark.integration
+# The whole module is slow: a browser and a graph with cameras take a minute to start on a
+# two-core machine (make test-slow and CI run it; the page's scene is unit-tested in
+# tests/unit/test_web_view_scene.py).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = 'sudo apt-get install -y chromium chromium-driver'
@@ -381,7 +385,6 @@ def test_the_camera_is_shown(browser, view, armed_twin):
     assert images, 'no camera image on the page'
 
 
-@pytest.mark.slow
 def test_a_refused_goal_is_drawn_on_the_page(browser, view, armed_twin):
     """The twin's prediction of a refused goal: the verdict panel says why, the ghost leaves
     the arm for where the twin predicts it would go, and the predicted path and contact are
@@ -446,7 +449,6 @@ def test_disarm_and_arm_from_the_page_reach_the_bridge(browser, view, armed_twin
     assert wait_text(browser, 'Hardware: ARMED', 15.0)
 
 
-@pytest.mark.slow
 def test_switching_from_the_page_and_a_refusal_shown(browser, view, armed_twin):
     """Armed, the page switches the bridge to shadow and back; disarmed, the bridge refuses
     target hardware and the page says why."""
