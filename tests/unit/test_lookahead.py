@@ -114,3 +114,39 @@ def test_a_single_waypoint_goal_is_cut_from_the_measured_start() -> None:
     assert not part.final
     np.testing.assert_allclose(part.points[-1].positions, [0.3, -0.3], atol=1e-12)
     assert not LookAhead(goal, HORIZON).bounded  # without a start: the whole goal at once
+
+
+@pytest.mark.parametrize('fields', ['p', 'pv', 'pva'])
+def test_the_controller_commands_the_same_whether_given_the_goal_whole_or_in_parts(
+        fields: str) -> None:
+    """joint_trajectory_controller's law (core.controller) at 100 Hz: a part replacing the
+    previous one every quarter look-ahead, on the same start stamp, changes no command."""
+    from reverse_digital_twin.core.controller import ControllerConfig, TrajectoryController
+    from reverse_digital_twin.core.goal import TrajectoryGoal
+    from reverse_digital_twin.core.trajectory import JointSample
+    names, stamp, period = ['a', 'b'], 100.0, 0.01
+    goal = [GoalPoint(5.0, [1.0, -0.6], [0.0, 0.0] if 'v' in fields else (),
+                      [0.0, 0.0] if 'a' in fields else ())]  # a script's 'there in 5 s'
+    lookahead = LookAhead(goal, HORIZON, JointStart([0.0, 0.0], [0.0, 0.0]))
+    commands = {}
+    for mode in ('whole', 'parts'):
+        controller = TrajectoryController(ControllerConfig(joints=tuple(names)))
+        state = JointSample.at_rest(np.zeros(2))
+        controller.update(stamp - 0.02, state, period)  # running before the goal arrives
+        sent_at = None
+        out = []
+        for k in range(int(5.5 / period)):
+            now = stamp - 0.01 + k * period
+            elapsed = now - stamp
+            if mode == 'whole' and k == 0:
+                controller.accept(TrajectoryGoal(names, lookahead.points, stamp))
+            elif mode == 'parts' and (sent_at is None or elapsed - sent_at >= HORIZON / 4):
+                part = lookahead.part(elapsed)
+                controller.accept(TrajectoryGoal(names, part.points, stamp))
+                sent_at = elapsed
+            cycle = controller.update(now, state, period)
+            state = JointSample(cycle.command.positions, np.zeros(2), np.zeros(2))
+            out.append(cycle.command.positions.copy())
+        commands[mode] = np.array(out)
+    np.testing.assert_allclose(commands['parts'], commands['whole'], atol=1e-9)
+    np.testing.assert_allclose(commands['whole'][-1], [1.0, -0.6], atol=1e-9)
