@@ -135,9 +135,10 @@ def run(robot: str, output: Path, only: list[str], soak_minutes: float | None,
                                    'limit': target.limit, 'basis': target.basis,
                                    'met': met}
     results['targets'] = targets
-    _print(results, shown, targets, produced)
+    # Written before the table is printed: a long soak's figures must never be lost to it
     output.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str))
+    _print(results, shown, targets, produced)
     log(f'written to {path}')
     return results
 
@@ -161,7 +162,7 @@ def _print(results: dict, modules: dict[str, ModuleType], targets: dict[str, dic
     for name, module in modules.items():
         if not hasattr(module, 'rows'):
             rows += [(key, _value(results[key]), '') for key in produced.get(name, [])
-                     if isinstance(results[key], (int, float)) and key not in shown]
+                     if isinstance(results.get(key), (int, float)) and key not in shown]
     width = max(len(r[0]) for r in rows) if rows else 10
     print()
     print(f'| {"measurement":<{width}} | result | same-run ratio / target |')

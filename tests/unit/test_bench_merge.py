@@ -31,3 +31,19 @@ def test_fresh_and_another_robot_start_over(tmp_path, monkeypatch) -> None:
     assert 'plan_ms' not in bench.run('arm', tmp_path, ['cameras'], None, fresh=True)
     bench.run('arm', tmp_path, ['planner'], None)
     assert 'plan_ms' not in bench.run('panda', tmp_path, ['cameras'], None)
+
+
+def test_a_kept_benchmark_whose_key_was_renamed_does_not_lose_the_new_figures(
+        tmp_path, monkeypatch) -> None:
+    """An earlier file lists a figure of a kept benchmark that it no longer holds (a key was
+    renamed): the run still prints its table and writes the new figures."""
+    fakes = {'planner': _module({'plan_ms': 10.0}), 'cameras': _module({'camera_fps': 30.0})}
+    monkeypatch.setattr(bench, '_load', lambda name: fakes.get(name))
+    bench.run('arm', tmp_path, ['planner'], None)
+    path = tmp_path / 'benchmarks.json'
+    saved = json.loads(path.read_text())
+    saved['produced']['planner'].append('plan_ms_old_name')
+    path.write_text(json.dumps(saved))
+    bench.run('arm', tmp_path, ['cameras'], None)
+    saved = json.loads(path.read_text())
+    assert saved['camera_fps'] == 30.0 and saved['plan_ms'] == 10.0
