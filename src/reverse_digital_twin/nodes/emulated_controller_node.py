@@ -121,7 +121,7 @@ class EmulatedController(Node):
         """The hardware loop in this process calls :meth:`control_cycle` itself: no physics
         topics between the two (nothing to be late on a busy machine)."""
         if self._physics is not None:
-            self._physics.node.destroy_node()
+            self._physics.stop()  # never started: destroys its executor and helper node
         self._physics = self._command_pub = None
 
     def start(self) -> None:

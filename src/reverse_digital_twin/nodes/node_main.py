@@ -1,10 +1,12 @@
 """The one main() every node shares: clear configuration errors, clean shutdown."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -43,7 +45,8 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
     counts), call each one's ``start()`` if it has one, and spin them until Ctrl-C or shutdown.
 
     A configuration problem ends the process with a one-line message naming the parameter or
-    file and exit code 2, never a traceback.
+    file and exit code 2, never a traceback: run_node does not return then (see
+    :func:`_exit_on_config_error`).
     """
     _watch_sigint()  # before rclpy.init, whose signal handler chains to this one
     rclpy.init(args=args)
@@ -60,7 +63,7 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
         except ConfigError as exc:
             _ignore_sigint()  # the runner stops the graph now: nothing to interrupt any more
             print(f'[{factory.__name__}] configuration error: {exc}', file=sys.stderr, flush=True)
-            return EXIT_CONFIG_ERROR
+            _exit_on_config_error(nodes)
         except Exception:
             if not rclpy.ok():  # Ctrl-C while starting: rclpy shut the context down under us
                 return 0
@@ -92,6 +95,28 @@ def run_node(factory: Callable[[], Node | Sequence[Node]], args: list[str] | Non
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def _exit_on_config_error(nodes: Sequence[Node]) -> NoReturn:
+    """End the process with EXIT_CONFIG_ERROR: stop the threads and processes of the nodes
+    built so far, then exit at once, leaving the DDS participant to the end of the process.
+
+    Deleting the participant (destroying the node, rclpy.shutdown(), or the interpreter's exit
+    collecting the half-built node) can crash the process: a node that refuses its
+    configuration does so moments after its participant appeared, while the participant still
+    asks the running graph for its types, and Fast DDS 3.2.3 tears its type-lookup service
+    down while the thread handling the replies still sends with it (core dumps: the main thread
+    in ~TypeLookupManager, the reply thread in WriterHistory::create_change on a history
+    without its mutex: SIGSEGV, exit code -11 instead of 2). os._exit runs no destructor at
+    all; the participant's peers drop it when its lease runs out, as for a killed process.
+    """
+    for node in nodes:
+        stop = getattr(node, 'stop', None)
+        if stop is not None:
+            stop()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_CONFIG_ERROR)
 
 
 def _ignore_sigint() -> None:

@@ -17,13 +17,22 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.task import Future
 
 #: s: how soon a thread waiting for the GIL gets it back (CPython's default is 5 ms).
 GIL_SWITCH_INTERVAL = 0.0002
 
 
 class SideExecutor:
-    """A helper node for hot subscriptions and publishers, spun on its own thread."""
+    """A helper node for hot subscriptions and publishers, spun on its own thread.
+
+    :meth:`stop` ends the thread and waits for it before it tears the executor and the helper
+    node down, and the process's ``run_node`` calls it before it shuts the context down: no
+    callback ever runs under a destroyed executor, node or context. (rclpy's
+    ``Executor.shutdown()`` alone does not wait for the thread: it destroys the executor's guard
+    condition while the thread still dispatches, and the callback in progress then fails with
+    ``'NoneType' object has no attribute 'trigger'``.)
+    """
 
     def __init__(self, owner: Node, purpose: str) -> None:
         # Not the command line's remaps: its __node:= names the owner, and would name this
@@ -34,6 +43,7 @@ class SideExecutor:
                                       use_global_arguments=False)
         self._spinner = SingleThreadedExecutor(context=owner.context)
         self._spinner.add_node(self.node)
+        self._stopping: Future = Future()  # done once stop() is called; the thread then ends
         self._thread = threading.Thread(target=self._spin, name=purpose, daemon=True)
 
     def subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None],
@@ -46,12 +56,23 @@ class SideExecutor:
 
     def _spin(self) -> None:
         try:
-            self._spinner.spin()
-        except (ExternalShutdownException, RuntimeError):
-            pass  # the context is shutting down
+            # Returns once stop() completes the future (its done callback wakes the executor),
+            # after the callback in progress, if any
+            self._spinner.spin_until_future_complete(self._stopping)
+        except ExternalShutdownException:
+            pass  # the context was shut down without stop() (the process is ending)
+        except Exception:
+            if self.node.context.ok():
+                raise  # a callback's own error: let it be seen
+            # the context was shut down under a callback (not through stop()): nothing to say
 
     def stop(self) -> None:
-        self._spinner.shutdown(timeout_sec=1.0)
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
+        """End the thread (after the callback in progress), then destroy the executor and the
+        helper node. Idempotent; also for a helper that was never started."""
+        if self._stopping.done():
+            return
+        self._stopping.set_result(None)
+        if self._thread.ident is not None:
+            self._thread.join()
+        self._spinner.shutdown()
         self.node.destroy_node()
