@@ -10,8 +10,9 @@ Every goal is counted against what the graph did with it:
 
 - lost: no terminal result at the client within the goal's deadline;
 - duplicated: more than one terminal status for one goal id on the bridge's status topic, or
-  more goals started on the targets' controllers (their own status topics) than the bridge
-  accepted: a goal executed twice;
+  more goals run to success on the targets' controllers (their own status topics) than the
+  bridge accepted: a goal executed twice (goals started there are not counted: the bridge
+  gives a long hardware goal in parts, one goal each);
 - RSS of every graph process (each node process and the processes it started, e.g. the
   planner's prediction workers) after a warm-up and at the end: the largest growth in percent.
 """
@@ -117,6 +118,12 @@ class StatusCounter:
             self.started.clear()
             self.terminal.clear()
 
+    def succeeded(self) -> int:
+        """Goals seen running that then succeeded."""
+        with self.lock:
+            return sum(GoalStatus.STATUS_SUCCEEDED in self.terminal.get(g, ())
+                       for g in self.started)
+
     def duplicated(self) -> int:
         """Goals that ended more than once (two different terminal statuses)."""
         with self.lock:
@@ -197,9 +204,13 @@ class _Soak:
             self.send(goal)
 
     def duplicated(self) -> int:
-        started_on_targets = sum(len(t.started) for t in self.targets.values())
+        """Goals that ended twice, and goals run to success on the targets more often than the
+        bridge accepted goals. (Not goals started on the targets: a hardware goal longer than
+        the bridge's hardware_lookahead goes to the driver in parts, one goal each, and all but
+        the last are preempted by the next.)"""
+        succeeded_on_targets = sum(t.succeeded() for t in self.targets.values())
         return self.bridge.duplicated() + sum(t.duplicated() for t in self.targets.values()) \
-            + max(0, started_on_targets - self.accepted)
+            + max(0, succeeded_on_targets - self.accepted)
 
 
 def measure(robot: str = 'rdt_arm6', soak_minutes: float | None = None) -> dict:
