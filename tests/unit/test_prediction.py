@@ -18,7 +18,7 @@ from reverse_digital_twin.core.controller import ControllerConfig, ErrorCode, Tr
 from reverse_digital_twin.core.goal import GoalPoint, TrajectoryGoal
 from reverse_digital_twin.core.paths import resolve
 from reverse_digital_twin.core.physics import PhysicsWorld
-from reverse_digital_twin.core.prediction import Predictor, Verdict
+from reverse_digital_twin.core.prediction import SETTLED_CYCLES, SETTLED_SPEED, Predictor, Verdict
 from reverse_digital_twin.core.robot_model import RobotModel, load_robot_model
 from reverse_digital_twin.core.scene import Scene, load_scene
 from reverse_digital_twin.core.tolerances import SegmentTolerances, StateTolerance
@@ -316,15 +316,19 @@ def test_agrees_with_a_plain_closed_loop(arm6, goal_name):
         period = 1.0 / s.update_rate
         per_cycle = round(s.physics_rate / s.update_rate)
         joints = list(s.joints)
+        outcome, still = None, 0
         for _ in range(10_000):
             state = world.read_state(joints)
             result = controller.update(world.time, JointSample(
                 state.positions, state.velocities, np.zeros(len(joints))), period)
-            if result.outcome is not None:
-                break
+            outcome = outcome or result.outcome
+            if outcome is not None:  # then on until the arm is at rest (see SETTLED_SPEED)
+                still = still + 1 if np.abs(state.velocities).max() < SETTLED_SPEED else 0
+                if not outcome.succeeded or still >= SETTLED_CYCLES:
+                    break
             world.apply_command(joints, positions=result.command.positions.tolist())
             world.step(per_cycle)
-        assert result.outcome == verdict.outcome
+        assert outcome == verdict.outcome
         assert world.time == pytest.approx(verdict.duration)
         np.testing.assert_allclose(state.positions, verdict.final_positions, rtol=0, atol=1e-9)
 
@@ -350,6 +354,54 @@ def test_one_cycle_command_delay(arm6):
     np.testing.assert_allclose(v.final_positions, last, atol=0.02)
     n = min(len(v.times), len(lockstep.times))
     assert not np.array_equal(v.positions[:n], lockstep.positions[:n])
+
+
+def _first_contact_pan(s: Setup) -> float:
+    """The first joint's angle (from home, toward the pillar of config/scene_default.yaml)
+    at which the arm starts to touch it, to 1e-6 rad."""
+    from reverse_digital_twin.core.planning import CollisionChecker
+    with PhysicsWorld(s.model, s.urdf, s.scene) as world:
+        checker = CollisionChecker(world, list(s.joints), home=s.home)
+        clear, touching = 0.0, 1.57
+        while touching - clear > 1e-6:
+            q = s.home_array.copy()
+            q[0] = (clear + touching) / 2
+            if checker.contact(q) is None:
+                clear = q[0]
+            else:
+                touching = q[0]
+    return touching
+
+
+@pytest.mark.parametrize('beyond', [0.0005, 0.002])
+def test_the_motion_after_a_reported_success_is_checked_too(arm6, beyond):
+    """A short streamed step (a policy's 50 ms, positions only) on the sim without lockstep:
+    at its end the arm is a cycle behind, inside the goal tolerance, so the controller reports
+    success while the arm still moves on to the held point. A point just inside the pillar
+    is refused for the contact after the success; one just clear of it is safe, and the
+    prediction follows the arm until it is at rest there."""
+    s, _ = arm6
+    contact = _first_contact_pan(s)
+    start = s.home_array.copy()
+    start[0] = contact - 0.08
+    inside, clear = start.copy(), start.copy()
+    inside[0], clear[0] = contact + beyond, contact - 0.01
+    step = 0.05
+
+    def goal(q: np.ndarray) -> TrajectoryGoal:
+        return TrajectoryGoal(s.joints, [GoalPoint(step, list(map(float, q)))])
+    with s.predictor(command_delay_cycles=1) as delayed:
+        refused = delayed.predict(goal(inside), dict(zip(s.joints, start)))
+        safe = delayed.predict(goal(clear), dict(zip(s.joints, start)))
+    assert refused.outcome is not None and refused.outcome.succeeded, refused.summary
+    assert not refused.safe
+    hits = [c for c in refused.collisions if c.other == 'obstacle']
+    assert hits and hits[0].time > step, refused.summary
+    assert safe.safe, safe.summary
+    at_end = safe.positions[int(np.argmin(np.abs(safe.times - step)))]
+    assert clear[0] - at_end[0] > 0.005  # short of the point when the controller reported
+    assert abs(safe.final_positions[0] - clear[0]) < 1e-3  # followed to where it stops
+    assert np.abs(safe.velocities[-1]).max() < 0.005
 
 
 # --- speed -----------------------------------------------------------------------------------
