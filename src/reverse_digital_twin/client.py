@@ -237,6 +237,55 @@ def wait_until_heard(node: Node, action_type: Any, action: str, timeout: float) 
         node.destroy_client(probe)
 
 
+#: s: a first request unanswered this long is sent again (see answer_of)
+FIRST_ANSWER_WAIT = 1.0
+
+
+def answer_of(client: Any, request: Any, timeout: float, resend: bool = True) -> Any | None:
+    """The response to ``request`` on a ready service client, or None after ``timeout`` s.
+
+    A new client's request can reach the server before the server's response writer has
+    discovered the client's reader: the answer is then lost (DDS, volatile), and on a loaded
+    machine discovery can take seconds (``ros2 param list`` hangs the same way). With ``resend``
+    the request is sent again after FIRST_ANSWER_WAIT s, then after twice that, and so on (a
+    slow answer is not asked for again and again): only for idempotent services (parameters,
+    switch, arm, predict). Call it from a thread the executor is not running.
+    """
+    deadline = time.monotonic() + timeout
+    future = client.call_async(request)
+    wait = FIRST_ANSWER_WAIT
+    while resend and deadline - time.monotonic() > 0 and not wait_for(
+            future.done, min(wait, max(0.0, deadline - time.monotonic())), poll=0.002):
+        client.remove_pending_request(future)
+        future = client.call_async(request)
+        wait *= 2
+    if not wait_for(future.done, max(0.0, deadline - time.monotonic()), poll=0.002):
+        client.remove_pending_request(future)
+        return None
+    return future.result()
+
+
+def call_service(node: Node, srv_type: Any, name: str, request: Any, timeout: float) -> Any:
+    """One call of an idempotent service with a deadline, as ``ros2 service call`` makes it
+    (a client made and destroyed around it, the request sent again until first answered).
+
+    Raises TimeoutError naming the service when it is missing or silent.
+    """
+    client = node.create_client(srv_type, name)
+    deadline = time.monotonic() + timeout
+    try:
+        # Polling, not wait_for_service: a timed-out wait_for_service aborts the interpreter
+        # at exit (rclpy, Kilted).
+        if not wait_for(client.service_is_ready, timeout, poll=0.01):
+            raise TimeoutError(f'{name} is not available within {timeout:g} s')
+        response = answer_of(client, request, max(0.0, deadline - time.monotonic()))
+        if response is None:
+            raise TimeoutError(f'no answer from {name} within {timeout:g} s')
+        return response
+    finally:
+        node.destroy_client(client)
+
+
 class BackgroundNode:
     """An rclpy node spun in a daemon thread, for scripts, demos and tests (a context manager).
 

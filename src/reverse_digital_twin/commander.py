@@ -29,13 +29,11 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from reverse_digital_twin.client import GoalOutcome, SpinSafeActionClient, TrajectoryClient
-from reverse_digital_twin.client import wait_for, wait_until_heard
+from reverse_digital_twin.client import answer_of, wait_for, wait_until_heard
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS
 from reverse_digital_twin.stack import TwinNames
 
 TARGETS = ('sim', 'hardware', 'shadow')
-#: s: a first call to a service unanswered this long is sent again, until its deadline (see call)
-FIRST_ANSWER_WAIT = 1.0
 
 
 class TwinError(RuntimeError):
@@ -182,26 +180,14 @@ class TwinCommander:
         # at exit (rclpy, Kilted).
         if not wait_for(client.service_is_ready, timeout, poll=0.01):
             raise TwinError(f'{name} is not available: {_hint()}')
-        future = client.call_async(request)
-        if name not in self._answered:
-            # A new client's request can reach the server before the server's response writer
-            # has discovered the client's reader; the answer is then lost (DDS, volatile), and
-            # on a loaded machine discovery can take seconds. Until a service has answered
-            # once, the request is sent again after FIRST_ANSWER_WAIT s, then after twice that,
-            # and so on (a slow answer, such as a long prediction, is not asked for again and
-            # again): every service the commander calls (switch, arm, predict, parameters) is
-            # idempotent.
-            wait = FIRST_ANSWER_WAIT
-            while not wait_for(future.done, min(wait, max(0.0, deadline - time.monotonic())),
-                               poll=0.002) and deadline - time.monotonic() > 0:
-                client.remove_pending_request(future)
-                future = client.call_async(request)
-                wait *= 2
-        if not wait_for(future.done, max(0.0, deadline - time.monotonic()), poll=0.002):
-            client.remove_pending_request(future)
+        # Until a service has answered once, its request is sent again (see answer_of): every
+        # service the commander calls (switch, arm, predict, parameters) is idempotent.
+        response = answer_of(client, request, max(0.0, deadline - time.monotonic()),
+                             resend=name not in self._answered)
+        if response is None:
             raise TwinError(f'no answer from {name} within {timeout:g} s')
         self._answered.add(name)
-        return future.result()
+        return response
 
     def switch(self, target: str, check: bool = False,
                timeout: float | None = None) -> SwitchTarget.Response:

@@ -15,7 +15,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
-from reverse_digital_twin.client import make_trajectory, wait_for
+from reverse_digital_twin.client import answer_of, make_trajectory, wait_for
 from reverse_digital_twin.core.paths import resolve_mesh_uris
 from reverse_digital_twin.core.robot_model import parse_urdf
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, LATCHED_QOS, TF_QOS, seconds
@@ -144,9 +144,8 @@ def test_query_state_samples_the_active_trajectory(at_home):
         assert robot.client.wait_result(pending, 15).status_name == 'SUCCEEDED'
         request = QueryTrajectoryState.Request()
         request.time = robot.client.latest().header.stamp
-        future = client.call_async(request)
-        assert wait_for(future.done, 10)
-        response = future.result()
+        response = answer_of(client, request, 10.0)
+        assert response is not None, 'no answer from query_state'
         assert response.success, response.message
         assert list(response.name) == robot.joints
         np.testing.assert_allclose(response.position, target, atol=1e-9)

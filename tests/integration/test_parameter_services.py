@@ -14,7 +14,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters, SetParameters
 from rclpy.node import Node
 
-from reverse_digital_twin.client import wait_for
+from reverse_digital_twin.client import call_service
 from reverse_digital_twin.runner import Stack
 from reverse_digital_twin.stack import NodeSpec, TwinNames, twin_graph
 
@@ -24,14 +24,7 @@ TIMEOUT = 30.0
 
 def call(node: Node, srv_type: type, name: str, request: Any) -> Any:
     """One service call with a deadline, as the ros2 CLI makes it."""
-    client = node.create_client(srv_type, name)
-    try:
-        assert client.wait_for_service(timeout_sec=TIMEOUT), f'{name} is not available'
-        future = client.call_async(request)
-        assert wait_for(future.done, TIMEOUT), f'no answer from {name}'
-        return future.result()
-    finally:
-        node.destroy_client(client)
+    return call_service(node, srv_type, name, request, TIMEOUT)
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,7 @@ from rdt_interfaces.srv import PredictTrajectory
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 
-from reverse_digital_twin.client import make_trajectory, wait_for
+from reverse_digital_twin.client import answer_of, call_service, make_trajectory, wait_for
 from reverse_digital_twin.nodes.ros_common import CLOCK_QOS, seconds
 
 pytestmark = pytest.mark.integration
@@ -32,9 +32,9 @@ def predict_client(twin):
 
 
 def call(client, request: PredictTrajectory.Request, timeout: float = 60.0):
-    future = client.call_async(request)
-    assert wait_for(future.done, timeout), f'no answer from {client.srv_name}'
-    return future.result().verdict
+    response = answer_of(client, request, timeout)
+    assert response is not None, f'no answer from {client.srv_name}'
+    return response.verdict
 
 
 def test_the_planner_serves_predictions_and_move_to_and_the_sim_node_does_not(twin):
@@ -56,14 +56,8 @@ def test_the_sim_node_and_the_stand_in_declare_nothing_of_prediction(twin, node)
     """Only the planner predicts and moves: the twin's sim node and the stand-in (which plays
     the hardware) have no prediction or move_to parameters."""
     name = getattr(twin.names, node)
-    client = twin.node.create_client(ListParameters, f'{name}/list_parameters')
-    try:
-        assert client.wait_for_service(timeout_sec=30.0)
-        future = client.call_async(ListParameters.Request(depth=0))
-        assert wait_for(future.done, 30)
-        declared = set(future.result().result.names)
-    finally:
-        twin.node.destroy_client(client)
+    declared = set(call_service(twin.node, ListParameters, f'{name}/list_parameters',
+                                ListParameters.Request(depth=0), 30.0).result.names)
     assert 'physics_rate' in declared
     planner_only = {'controller_parameters_file', 'controller_name', 'bridge_controller',
                     'move_to_start_joint_states'}

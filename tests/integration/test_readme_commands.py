@@ -23,7 +23,7 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
 from rclpy.parameter import parameter_value_to_python
 
-from reverse_digital_twin.client import TrajectoryClient, wait_for
+from reverse_digital_twin.client import TrajectoryClient, call_service, wait_for
 from reverse_digital_twin.stack import TwinNames
 
 from .conftest import graph_observer
@@ -122,14 +122,9 @@ def node_processes() -> list[str]:
 
 
 def parameter(node: Node, target: str, name: str):
-    client = node.create_client(GetParameters, f'{target}/get_parameters')
-    try:
-        assert client.wait_for_service(timeout_sec=30.0), f'{target} has no parameter service'
-        future = client.call_async(GetParameters.Request(names=[name]))
-        assert wait_for(future.done, 30.0), f'no answer from {target}'
-        return parameter_value_to_python(future.result().values[0])
-    finally:
-        node.destroy_client(client)
+    response = call_service(node, GetParameters, f'{target}/get_parameters',
+                            GetParameters.Request(names=[name]), 30.0)
+    return parameter_value_to_python(response.values[0])
 
 
 def option(args: list[str], name: str, default: str = '') -> str:

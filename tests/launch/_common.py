@@ -76,12 +76,7 @@ class ClientTestCase(unittest.TestCase):
         from rcl_interfaces.srv import GetParameters  # noqa: PLC0415
         from rclpy.parameter import parameter_value_to_python  # noqa: PLC0415
 
-        from reverse_digital_twin.client import wait_for  # noqa: PLC0415
-        client = self.node.create_client(GetParameters, f'{node}/get_parameters')
-        try:
-            self.assertTrue(client.wait_for_service(timeout_sec=60.0), node)
-            future = client.call_async(GetParameters.Request(names=[name]))
-            self.assertTrue(wait_for(future.done, 30.0), f'no answer from {node}')
-            return parameter_value_to_python(future.result().values[0])
-        finally:
-            self.node.destroy_client(client)
+        from reverse_digital_twin.client import call_service  # noqa: PLC0415
+        response = call_service(self.node, GetParameters, f'{node}/get_parameters',
+                                GetParameters.Request(names=[name]), 60.0)
+        return parameter_value_to_python(response.values[0])
