@@ -27,6 +27,11 @@ MIN_RTF = 0.9
 def predict_client(twin):
     client = twin.node.create_client(PredictTrajectory, twin.names.predict_trajectory)
     assert client.wait_for_service(timeout_sec=30.0)
+    # answered once (a new client's first answer can be lost): the tests' own calls, some
+    # concurrent, are then sent once
+    warm_up = PredictTrajectory.Request(trajectory=make_trajectory(twin.joints, [twin.home],
+                                                                   [0.5]))
+    assert answer_of(client, warm_up, 60.0) is not None, 'the planner never answered'
     yield client
     twin.node.destroy_client(client)
 
