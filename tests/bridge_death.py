@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+from trajectory_msgs.msg import JointTrajectory
 
 from reverse_digital_twin.client import TrajectoryClient, make_trajectory, wait_for
 from reverse_digital_twin.commander import TwinCommander
@@ -63,6 +64,9 @@ class SplitGraphs:
         setup = load_robot(robot)
         self.joints, self.home, self.model = setup.joints, setup.home, setup.model()
         self.pending = None
+        # The bridge's streaming topic; kept for the graphs' life (a publisher destroyed right
+        # after publishing may take its message with it)
+        self.stream = node.create_publisher(JointTrajectory, self.names.joint_trajectory, 10)
         self.wait_ready()
 
     def _log(self, path: Path) -> TextIO:
@@ -114,15 +118,22 @@ class SplitGraphs:
             assert outcome.status_name == 'SUCCEEDED', outcome
 
     def kill_bridge_mid_goal(self, duration: float = 6.0,
-                             sig: signal.Signals = signal.SIGKILL) -> DeathRun:
-        """From home, a goal of ``duration`` s to a far pose; the bridge gets ``sig`` (killed,
-        or hung with SIGSTOP) once the hardware has covered KILLED_AT of the way; then wait
-        until the hardware rests. The client's goal is left in ``self.pending``."""
+                             sig: signal.Signals = signal.SIGKILL,
+                             streamed: bool = False) -> DeathRun:
+        """From home, a goal of ``duration`` s to a far pose (``streamed``: the same trajectory
+        on the bridge's joint_trajectory topic); the bridge gets ``sig`` (killed, or hung with
+        SIGSTOP) once the hardware has covered KILLED_AT of the way; then wait until the
+        hardware rests. The client's goal is left in ``self.pending``."""
         self.go_home()
         start, goal = self.positions(), self.far_pose()
         span = np.abs(goal - start)
-        self.pending = self.commander.client.send_async(
-            make_trajectory(self.joints, [goal], [duration]))
+        trajectory = make_trajectory(self.joints, [goal], [duration])
+        if streamed:
+            assert wait_for(lambda: self.stream.get_subscription_count() > 0, 10)
+            self.stream.publish(trajectory)
+            self.pending = None
+        else:
+            self.pending = self.commander.client.send_async(trajectory)
         assert wait_for(lambda: np.abs(self.positions() - start).max() >= KILLED_AT * span.max(),
                         duration + 60, poll=0.005), 'the hardware never moved'
         self.hw.history.clear()
@@ -159,6 +170,7 @@ class SplitGraphs:
         return np.array([msg.position[index[j]] for j in self.joints])
 
     def close(self) -> None:
+        self.node.destroy_publisher(self.stream)
         self.twin.stop()
         self.hardware.stop()
         self.commander.close()

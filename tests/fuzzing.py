@@ -556,7 +556,7 @@ class GraphFuzzer:
                                              'hardware': n.hardware_joint_states}, joints)
         self.log = BridgeLog(self.node, bridge_logger(n))
         self._topic = self.node.create_publisher(
-            JointTrajectory, f'{n.bridge}/joint_trajectory',
+            JointTrajectory, n.joint_trajectory,
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self._move_to = SpinSafeActionClient(self.node, MoveTo, n.move_to)
         self.sent = 0

@@ -52,7 +52,7 @@ def default_streams(controller_name: str = '', camera: str = '') -> 'Streams':
     return Streams(observation=f'{policy}/observation', action=f'{policy}/action',
                    reward=f'{policy}/reward', goal=f'{policy}/goal',
                    joint_states=names.joint_states,
-                   command=f'{names.bridge}/joint_trajectory', image=image,
+                   command=names.joint_trajectory, image=image,
                    verdicts=names.verdicts)
 
 

@@ -337,6 +337,11 @@ class TwinNames:
         return f'{self.bridge}/follow_joint_trajectory'
 
     @property
+    def joint_trajectory(self) -> str:
+        """The streaming interface clients publish trajectories on (the driver's topic)."""
+        return f'{self.bridge}/joint_trajectory'
+
+    @property
     def goal_status(self) -> str:
         """The client action's goal status array (action_msgs/GoalStatusArray)."""
         return f'{self.follow_joint_trajectory}/_action/status'

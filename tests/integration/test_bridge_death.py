@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from action_msgs.msg import GoalStatus
+from trajectory_msgs.msg import JointTrajectory
 
 from reverse_digital_twin.client import make_trajectory, wait_for
 
@@ -48,6 +49,47 @@ def test_a_killed_bridge_leaves_the_hardware_at_most_one_and_a_half_lookaheads(g
         make_trajectory(graphs.joints, [graphs.far_pose(0.3), graphs.home], [2.0, 4.0]),
         timeout=60)
     assert outcome.status_name == 'SUCCEEDED', outcome
+
+
+@pytest.mark.timeout(120)
+def test_a_long_streamed_trajectory_reaches_the_hardware_in_parts_and_ends_exactly(
+        graphs) -> None:
+    """While the bridge lives, a streamed trajectory longer than the look-ahead runs to its
+    end on the hardware, given to its controller's topic in several parts."""
+    if graphs.twin.dead():
+        graphs.restart_bridge(hardware_lookahead=LOOKAHEAD)
+    graphs.go_home()
+    goal = graphs.far_pose(0.3)
+    parts: list[JointTrajectory] = []
+    sub = graphs.node.create_subscription(JointTrajectory, graphs.names.hardware_joint_trajectory,
+                                          parts.append, 10)
+    try:
+        assert wait_for(lambda: graphs.stream.get_subscription_count() > 0
+                        and sub.get_publisher_count() > 0, 10)
+        graphs.stream.publish(make_trajectory(graphs.joints, [graphs.home, goal], [1.5, 4.0]))
+        assert wait_for(lambda: np.abs(graphs.positions() - goal).max() < 0.01, 30), \
+            f'the hardware stopped at {graphs.positions()}, not at {goal}'
+    finally:
+        graphs.node.destroy_subscription(sub)
+    assert len(parts) >= 4, f'{len(parts)} part(s): the trajectory went whole'
+    assert len({(p.header.stamp.sec, p.header.stamp.nanosec) for p in parts}) == 1
+    assert list(parts[-1].points[-1].positions) == pytest.approx(goal.tolist(), abs=1e-9)
+
+
+@pytest.mark.timeout(240)
+def test_a_streamed_trajectory_is_bounded_by_the_lookahead_too(graphs) -> None:
+    """The same long trajectory on the bridge's joint_trajectory topic (the driver's streaming
+    interface) goes to the hardware in parts as well: the bridge killed mid-way, the hardware
+    stops on the path within 1.5 look-aheads instead of running the rest."""
+    if graphs.twin.dead():
+        graphs.restart_bridge(hardware_lookahead=LOOKAHEAD)
+    run = graphs.kill_bridge_mid_goal(duration=6.0, streamed=True)
+    bound = run.speed_rad_s * (1.5 * LOOKAHEAD + SLACK)
+    print(f'bridge killed mid-stream: hardware moved {run.travel_rad:.3f} rad more (bound '
+          f'{bound:.3f}, the trajectory had {run.left_rad:.3f} left)')
+    assert run.travel_rad <= bound, run
+    assert run.left_rad - run.travel_rad > 0.5 * run.left_rad, 'the hardware went on with it'
+    graphs.restart_bridge(hardware_lookahead=LOOKAHEAD)
 
 
 @pytest.mark.timeout(240)

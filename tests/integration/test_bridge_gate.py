@@ -133,7 +133,7 @@ def test_streamed_trajectories_are_followed_and_unsafe_ones_dropped(fresh):
     The arm follows; a message into the obstacle is dropped and nothing moves for it."""
     twin = fresh
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub = twin.node.create_publisher(JointTrajectory, f'{twin.names.bridge}/joint_trajectory',
+    pub = twin.node.create_publisher(JointTrajectory, twin.names.joint_trajectory,
                                      qos)
     try:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 10)

@@ -118,7 +118,7 @@ def test_recording_a_shadow_session_goal_by_goal(fresh, tmp_path):
     # the streamed trajectory's publisher and its watcher on a node of their own: destroying
     # entities under the shared test node's spinning executor can upset it
     side = BackgroundNode('rdt_test_recording')
-    stream = side.node.create_publisher(JointTrajectory, f'{names.bridge}/joint_trajectory', 10)
+    stream = side.node.create_publisher(JointTrajectory, names.joint_trajectory, 10)
     forwarded: list = []
     side.node.create_subscription(JointTrajectory, names.hardware_joint_trajectory,
                                   forwarded.append, 10)

@@ -193,8 +193,7 @@ def test_switch_by_parameter_follows_the_same_rules(fresh):
 def test_topic_trajectories_are_predicted_too(fresh):
     twin = fresh
     assert twin.arm(True).success and twin.switch('hardware').success
-    pub = twin.node.create_publisher(JointTrajectory,
-                                     '/joint_trajectory_controller/joint_trajectory', 10)
+    pub = twin.node.create_publisher(JointTrajectory, twin.names.joint_trajectory, 10)
     try:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
         before = twin.positions(twin.hw)

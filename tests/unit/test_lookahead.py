@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from reverse_digital_twin.core.goal import GoalPoint
-from reverse_digital_twin.core.lookahead import JointStart, LookAhead
+from reverse_digital_twin.core.lookahead import EXTEND, RAN_OUT, JointStart, LookAhead
 from reverse_digital_twin.core.trajectory import TrajectoryPoint, interpolate_waypoints
 
 HORIZON = 1.0
@@ -101,6 +101,21 @@ def test_the_last_part_is_the_rest_of_the_goal() -> None:
     assert part.final
     assert part.points[-1] == goal[-1]
     assert part.points[0].time_from_start <= 4.6 - 0.25 * HORIZON
+
+
+def test_parts_are_extended_every_quarter_horizon_and_given_up_when_too_late() -> None:
+    """The pacing rule goals and streamed trajectories share: wait, extend a quarter horizon
+    after the last cut, give up once the hardware is within a tenth of a horizon of its stop;
+    a final part needs nothing."""
+    cut = LookAhead(waypoints('pv'), HORIZON)
+    part = cut.part(1.0)
+    assert part.full_speed_until == pytest.approx(2.0)
+    assert cut.next_step(part, 1.0, 1.1) is None
+    assert cut.next_step(part, 1.0, 1.25) == EXTEND
+    assert cut.next_step(part, 1.0, 1.85) == EXTEND
+    assert cut.next_step(part, 1.0, 1.9) == RAN_OUT
+    last = cut.part(4.6)
+    assert last.final and cut.next_step(last, 4.6, 5.9) is None
 
 
 def test_a_single_waypoint_goal_is_cut_from_the_measured_start() -> None:

@@ -72,7 +72,7 @@ def test_dataset_topics_are_the_live_stacks():
     names = TwinNames()
     streams = default_streams()
     assert streams.joint_states == names.joint_states and streams.verdicts == names.verdicts
-    assert streams.command == f'{names.bridge}/joint_trajectory'
+    assert streams.command == names.joint_trajectory
     assert streams.observation == '/policy/observation'
     assert default_streams(camera='/hw/table_camera').image == '/hw/table_camera/image_raw'
     assert default_streams(camera='table_camera').image == '/sim/table_camera/image_raw'

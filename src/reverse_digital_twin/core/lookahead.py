@@ -29,6 +29,13 @@ STOP_POINTS = 4
 #: A part starts at the last goal waypoint this much of the horizon before the controller's
 #: estimated time, so the controller is always past the part's first waypoint when it takes it.
 BACK_FRACTION = 0.25
+#: Share of the horizon between two parts.
+EXTEND_EVERY = 0.25
+#: A part is extended no later than this share of the horizon before the hardware would start
+#: its stop; later, the motion is given up (the next part could arrive mid-stop).
+EXTEND_DEADLINE = 0.1
+#: What the giver of parts does next (see LookAhead.next_step).
+EXTEND, RAN_OUT = 'extend', 'ran_out'
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,19 @@ class LookAhead:
             return Part(self.points[first:], True, self.duration, self.duration)
         inside = [p for p in self.points[first:] if p.time_from_start < cut]
         return Part(inside + self._stop_from(cut), False, cut, stop)
+
+    def next_step(self, part: Part, cut_at: float, elapsed: float) -> str | None:
+        """What to do when the hardware is ``elapsed`` s into the goal and runs ``part``, cut
+        at ``cut_at``: EXTEND (give it the next part), RAN_OUT (too late: it is about to slow
+        down, so the motion is given up and the hardware stops on the path), or None (wait).
+        The one pacing rule of goals and streamed trajectories."""
+        if part.final:
+            return None
+        if elapsed >= part.full_speed_until - EXTEND_DEADLINE * self.horizon:
+            return RAN_OUT
+        if elapsed - cut_at >= EXTEND_EVERY * self.horizon:
+            return EXTEND
+        return None
 
     def _stop_from(self, cut: float) -> list[GoalPoint]:
         """Waypoints slowing down from goal time ``cut`` to a stop, on the goal's path."""

@@ -41,7 +41,7 @@ from reverse_digital_twin.core.errors import ConfigError
 from reverse_digital_twin.core.goal import TrajectoryGoal
 from reverse_digital_twin.core.goal_lifecycle import GoalOutcome, GoalRecord, GoalStatus
 from reverse_digital_twin.core.goal_lifecycle import SingleGoalSlot, report
-from reverse_digital_twin.core.lookahead import JointStart, LookAhead, Part
+from reverse_digital_twin.core.lookahead import EXTEND, RAN_OUT, JointStart, LookAhead, Part
 from reverse_digital_twin.nodes.awaiting import await_within
 from reverse_digital_twin.nodes.ros_common import CALIBRATION_PARAMETER, declare_calibration
 from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QOS
@@ -71,11 +71,6 @@ SWITCH_SILENCE_LIMIT = 1.0
 #: is sent. The controller would start it on arrival, a time the bridge knows only to within
 #: the messaging delay; every part must share one start time, so the bridge stamps it.
 START_LEAD = 0.05
-#: Share of hardware_lookahead between two parts of a goal.
-EXTEND_EVERY = 0.25
-#: A part is extended no later than this share of hardware_lookahead before the hardware
-#: would start its stop; later, the goal is aborted (the next part could arrive mid-stop).
-EXTEND_DEADLINE = 0.1
 #: A refused goal's message says what happened to the goal that was running.
 REFUSED_WHILE_RUNNING = ' (the goal already running was left alone and continues)'
 
@@ -110,6 +105,20 @@ class Screening:
     origin_stamp: float = 0.0  # the same in the target's clock (its start state's stamp)
     success_probability: float = -1.0  # from the sweep asked for a hardware goal; -1: none
     sweep_summary: str = ''
+
+
+@dataclass
+class StreamParts:
+    """A streamed trajectory given to the hardware in parts (hardware_lookahead), as goals
+    are: the message as checked, its cut, its start in the target's clock (every part's
+    stamp), the part the target runs and the trajectory time it was cut at."""
+
+    link: TargetLink
+    trajectory: JointTrajectory
+    lookahead: LookAhead
+    stamp: float
+    part: Part
+    cut_at: float
 
 
 @dataclass
@@ -316,6 +325,11 @@ class Bridge(Node):
         # goals (an idle wake-up of this executor costs as much as a relayed message).
         self._watch_timer = self.create_timer(0.01, self._watch, clock=self._wall)
         self._watch_timer.cancel()
+        # A streamed trajectory longer than hardware_lookahead is extended by this timer,
+        # which runs only meanwhile.
+        self._stream_parts: StreamParts | None = None
+        self._stream_timer = self.create_timer(0.01, self._keep_stream_ahead, clock=self._wall)
+        self._stream_timer.cancel()
         self._publish_status('started')
         self.get_logger().info(f'target {self.switch.target.value}; sim {sim_ctrl}, hardware '
                                f'{hw_ctrl}')
@@ -695,6 +709,33 @@ class Bridge(Node):
                         f'{self.min_success_probability:g} ({screening.sweep_summary})')
         return None
 
+    def _parts_for(self, trajectory: JointTrajectory, link: TargetLink
+                   ) -> tuple[LookAhead | None, float, float, str | None]:
+        """How a checked trajectory goes to ``link``: (the look-ahead that cuts it into parts,
+        its start in the target's clock, the target's clock now, None), or (None, 0, 0, None)
+        to send it whole, or (None, 0, 0, why it cannot be timed). Goals and streamed
+        trajectories alike: the hardware is given at most ``hardware_lookahead`` s ahead."""
+        whole = (None, 0.0, 0.0, None)
+        if link.name != 'hardware' or not self.hardware_lookahead > 0.0:
+            return whole
+        lookahead = LookAhead(goal_from_msg(trajectory).points, self.hardware_lookahead,
+                              self._measured_start(link, list(trajectory.joint_names)))
+        if not lookahead.bounded:
+            return whole
+        target_now = link.clock_at(self._now())
+        if target_now is None:
+            return (None, 0.0, 0.0, f'no joint states from the {link.name} target to time the '
+                    'parts by (hardware_lookahead)')
+        if link.joint_states is not None and seconds(link.joint_states.header.stamp) == 0.0:
+            if 'unstamped' not in self._warned:  # no time in them
+                self._warned.add('unstamped')
+                self.get_logger().warning(
+                    f'the {link.name} joint states carry no time stamps: trajectories go to '
+                    'it whole, hardware_lookahead cannot bound them')
+            return whole
+        stamp = seconds(trajectory.header.stamp) or target_now + START_LEAD
+        return lookahead, stamp, target_now, None
+
     async def _forward(self, record: GoalRecord[Execution]) -> None:
         execution = record.data
         request = record.handle.request
@@ -704,33 +745,16 @@ class Bridge(Node):
         goal = FollowJointTrajectory.Goal(
             trajectory=trajectory, path_tolerance=request.path_tolerance,
             goal_tolerance=request.goal_tolerance, goal_time_tolerance=request.goal_time_tolerance)
-        if link.name == 'hardware' and self.hardware_lookahead > 0.0:
-            lookahead = LookAhead(goal_from_msg(trajectory).points, self.hardware_lookahead,
-                                  self._measured_start(link, list(trajectory.joint_names)))
-            stamp = seconds(trajectory.header.stamp)
-            if lookahead.bounded:
-                target_now = link.clock_at(self._now())
-                if target_now is None:
-                    self.goals.abort(record, int(ErrorCode.INVALID_GOAL), (
-                        f'no joint states from the {link.name} target to time the goal\'s '
-                        'parts by (hardware_lookahead); nothing moved'))
-                    return
-                if link.joint_states is not None \
-                        and seconds(link.joint_states.header.stamp) == 0.0:  # no time in them
-                    first = 'unstamped' not in self._warned
-                    self._warned.add('unstamped')
-                    if first:
-                        self.get_logger().warning(
-                            f'the {link.name} joint states carry no time stamps: goals go to it '
-                            'whole, hardware_lookahead cannot bound them')
-                    lookahead = LookAhead(lookahead.points, 0.0)
-            if lookahead.bounded:
-                if stamp == 0.0:
-                    stamp = target_now + START_LEAD
-                execution.lookahead, execution.part_stamp = lookahead, stamp
-                execution.part_elapsed = target_now - stamp
-                execution.part = lookahead.part(execution.part_elapsed)
-                goal.trajectory = _part_trajectory(trajectory, execution.part, stamp)
+        self._stream_parts = None  # a goal replaces a streamed trajectory, as upstream
+        lookahead, stamp, target_now, why = self._parts_for(trajectory, link)
+        if why is not None:
+            self.goals.abort(record, int(ErrorCode.INVALID_GOAL), f'{why}; nothing moved')
+            return
+        if lookahead is not None:
+            execution.lookahead, execution.part_stamp = lookahead, stamp
+            execution.part_elapsed = target_now - stamp
+            execution.part = lookahead.part(execution.part_elapsed)
+            goal.trajectory = _part_trajectory(trajectory, execution.part, stamp)
         verdict = execution.verdict
         duration = seconds(request.trajectory.points[-1].time_from_start)
         start = execution.screening.start
@@ -917,12 +941,11 @@ class Bridge(Node):
         if target_now is None:
             return
         elapsed = target_now - execution.part_stamp
-        horizon = execution.lookahead.horizon
-        if elapsed >= execution.part.full_speed_until - EXTEND_DEADLINE * horizon:
+        step = execution.lookahead.next_step(execution.part, execution.part_elapsed, elapsed)
+        if step == RAN_OUT:
             execution.stop_target = False  # let it stop on the path rather than at once
             self._ran_out(record)
-        elif not execution.extending \
-                and elapsed - execution.part_elapsed >= EXTEND_EVERY * horizon:
+        elif step == EXTEND and not execution.extending:
             self._extend(record, elapsed)
 
     def _target_lost(self, record: GoalRecord[Execution], why: str) -> None:
@@ -974,7 +997,7 @@ class Bridge(Node):
             self.get_logger().error('Trajectory ignored: the hardware is not armed')
             return
         if not self.predict:
-            self._topic_pubs[link.name].publish(msg)
+            self._send_stream(msg, link)
             return
         self._stream_pending, self._stream_epoch = msg, self._goals_accepted
         if not self._stream_busy:
@@ -1012,9 +1035,58 @@ class Bridge(Node):
                     self.get_logger().warning('Trajectory ignored: a goal accepted while it was '
                                               'predicted is newer')
                     continue
-                self._topic_pubs[link.name].publish(self._restamped(msg, link, screening))
+                self._send_stream(self._restamped(msg, link, screening), link)
         finally:
             self._stream_busy = False
+
+    def _send_stream(self, trajectory: JointTrajectory, link: TargetLink) -> None:
+        """A checked streamed trajectory to its target: to the hardware in parts when it is
+        longer than hardware_lookahead (then kept ahead by _keep_stream_ahead), else whole."""
+        self._stream_parts = None  # a newer message replaces the trajectory
+        lookahead, stamp, target_now, why = self._parts_for(trajectory, link)
+        if why is not None:
+            self.get_logger().error(f'Trajectory ignored, nothing moved: {why}')
+            return
+        if lookahead is None:
+            self._topic_pubs[link.name].publish(trajectory)
+            return
+        part = lookahead.part(target_now - stamp)
+        self._stream_parts = StreamParts(link, trajectory, lookahead, stamp, part,
+                                         target_now - stamp)
+        self._topic_pubs[link.name].publish(_part_trajectory(trajectory, part, stamp))
+        self._stream_timer.reset()
+
+    def _keep_stream_ahead(self) -> None:
+        """Give the hardware the next part of the streamed trajectory in time, or stop giving
+        when too late (the hardware then slows to a stop on the checked path)."""
+        parts = self._stream_parts
+        if parts is not None and (parts.link is not self._active_link()
+                                  or not self.switch.armed):
+            self.get_logger().warning(
+                'streamed trajectory no longer extended (the target changed or the hardware '
+                'was disarmed): the hardware slows to a stop on its path at its '
+                f'{parts.part.stops_at:.2f} s point')
+            parts = self._stream_parts = None
+        if parts is None or parts.part.final:
+            self._stream_timer.cancel()
+            return
+        target_now = parts.link.clock_at(self._now())
+        if target_now is None:
+            return
+        elapsed = target_now - parts.stamp
+        step = parts.lookahead.next_step(parts.part, parts.cut_at, elapsed)
+        if step == RAN_OUT:
+            self._stream_parts = None
+            self.get_logger().error(
+                'streamed trajectory stopped: the bridge fell behind giving the hardware its '
+                f'parts (it had the trajectory up to its {parts.part.full_speed_until:.2f} s '
+                f'point; hardware_lookahead {self.hardware_lookahead:g} s); the hardware slows '
+                f'to a stop on its path at its {parts.part.stops_at:.2f} s point. Send the rest '
+                'again, or raise hardware_lookahead on a busy machine')
+        elif step == EXTEND:
+            parts.part, parts.cut_at = parts.lookahead.part(elapsed), elapsed
+            self._topic_pubs[parts.link.name].publish(
+                _part_trajectory(parts.trajectory, parts.part, parts.stamp))
 
 
 def _part_trajectory(trajectory: JointTrajectory, part: Part, stamp: float) -> JointTrajectory:
