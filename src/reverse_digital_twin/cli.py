@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import math
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import yaml
@@ -165,6 +167,27 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+#: A command against the running twin ends within this many seconds, whatever ROS does: its
+#: calls have 10 s deadlines, so only a hang in the middleware (creating or destroying the
+#: node) can reach it.
+COMMAND_DEADLINE = 45.0
+
+
+def _hang_watchdog(command: str, deadline: float) -> threading.Timer:
+    """A started timer that ends the process (exit code 1) if ``command`` still runs after
+    ``deadline`` s, saying so and where every thread was (for a bug report): a script that calls
+    `rdt arm` must never wait forever."""
+    def expire() -> None:
+        print(f'rdt: `{command}` hung for {deadline:g} s inside ROS and was stopped; '
+              'please report it with the stacks below', file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+    timer = threading.Timer(deadline, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _commanded(args: argparse.Namespace, operation) -> int:
     """Run ``operation(commander)`` against the running twin; print its reply, 0 if it
     succeeded."""
@@ -173,6 +196,7 @@ def _commanded(args: argparse.Namespace, operation) -> int:
     from reverse_digital_twin.client import BackgroundNode  # noqa: PLC0415
     from reverse_digital_twin.commander import TwinCommander, TwinError  # noqa: PLC0415
     from reverse_digital_twin.stack import TwinNames  # noqa: PLC0415
+    watchdog = _hang_watchdog(' '.join(sys.argv[1:]) or 'rdt', COMMAND_DEADLINE)
     rclpy.init()
     try:
         with BackgroundNode('rdt_cli') as node:
@@ -186,6 +210,7 @@ def _commanded(args: argparse.Namespace, operation) -> int:
                 commander.close()
     finally:
         rclpy.shutdown()
+        watchdog.cancel()
     text = f' (active target: {reply.active_target})' if hasattr(reply, 'active_target') \
         else ''
     print(f'rdt: {reply.message}{text}')

@@ -18,3 +18,24 @@ def test_snapshot_renders_the_scene(tmp_path, robot):
 def test_bad_override_syntax_is_a_clear_error(capsys):
     assert main(['up', '-p', 'real_time_factor=2']) == 2
     assert 'use -p <node>:<parameter>:=<value>' in capsys.readouterr().err
+
+
+def test_a_command_hung_inside_ros_is_stopped_and_says_where():
+    """The watchdog of `rdt switch/arm/disarm`: a process stuck past its deadline exits 1 with
+    the reason and every thread's stack (the stuck call is in it), instead of never ending."""
+    import subprocess
+    import sys
+    import time
+    stuck = ('import threading\n'
+             'from reverse_digital_twin.cli import _hang_watchdog\n'
+             "_hang_watchdog('arm', 0.5)\n"
+             'def stuck_in_the_middleware():\n'
+             '    threading.Event().wait()\n'
+             'stuck_in_the_middleware()\n')
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, '-c', stuck], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 30
+    assert '`arm` hung for 0.5 s inside ROS and was stopped' in done.stderr
+    assert 'stuck_in_the_middleware' in done.stderr
