@@ -168,20 +168,25 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 #: A command against the running twin ends within this many seconds, whatever ROS does: its
-#: calls have 10 s deadlines, so only a hang in the middleware (creating or destroying the
-#: node) can reach it.
+#: calls have 10 s deadlines, so only a hang in the middleware (creating the node, discovery)
+#: can reach it.
 COMMAND_DEADLINE = 45.0
+#: Once the reply is printed, tearing the node down may take this long before the process
+#: leaves without it (the command has done its work; the exit code is the reply's).
+TEARDOWN_DEADLINE = 10.0
 
 
-def _hang_watchdog(command: str, deadline: float) -> threading.Timer:
-    """A started timer that ends the process (exit code 1) if ``command`` still runs after
-    ``deadline`` s, saying so and where every thread was (for a bug report): a script that calls
-    `rdt arm` must never wait forever."""
+def _exit_unless_done(deadline: float, code: int, why: str | None) -> threading.Timer:
+    """A started timer that ends the process with ``code`` after ``deadline`` s unless cancelled:
+    a script that calls `rdt arm` must never wait forever. With ``why``, it says so on stderr
+    with every thread's stack (for a bug report)."""
     def expire() -> None:
-        print(f'rdt: `{command}` hung for {deadline:g} s inside ROS and was stopped; '
-              'please report it with the stacks below', file=sys.stderr, flush=True)
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        os._exit(1)
+        if why:
+            print(f'rdt: {why}; please report it with the stacks below', file=sys.stderr,
+                  flush=True)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stdout.flush()
+        os._exit(code)
     timer = threading.Timer(deadline, expire)
     timer.daemon = True
     timer.start()
@@ -196,8 +201,12 @@ def _commanded(args: argparse.Namespace, operation) -> int:
     from reverse_digital_twin.client import BackgroundNode  # noqa: PLC0415
     from reverse_digital_twin.commander import TwinCommander, TwinError  # noqa: PLC0415
     from reverse_digital_twin.stack import TwinNames  # noqa: PLC0415
-    watchdog = _hang_watchdog(' '.join(sys.argv[1:]) or 'rdt', COMMAND_DEADLINE)
+    command = ' '.join(sys.argv[1:]) or 'rdt'
+    watchdog = _exit_unless_done(
+        COMMAND_DEADLINE, 1, f'`{command}` hung for {COMMAND_DEADLINE:g} s inside ROS and was '
+        'stopped')
     rclpy.init()
+    code = 1
     try:
         with BackgroundNode('rdt_cli') as node:
             commander = TwinCommander(node, TwinNames(client_controller=args.controller_name))
@@ -205,16 +214,20 @@ def _commanded(args: argparse.Namespace, operation) -> int:
                 reply = operation(commander)
             except TwinError as exc:
                 print(f'rdt: {exc}', file=sys.stderr)
-                return 1
+            else:
+                text = f' (active target: {reply.active_target})' \
+                    if hasattr(reply, 'active_target') else ''
+                print(f'rdt: {reply.message}{text}', flush=True)
+                code = 0 if reply.success else 1
             finally:
+                # The answer is in: a teardown stuck in the middleware ends with it, quietly.
+                watchdog.cancel()
+                watchdog = _exit_unless_done(TEARDOWN_DEADLINE, code, None)
                 commander.close()
     finally:
         rclpy.shutdown()
         watchdog.cancel()
-    text = f' (active target: {reply.active_target})' if hasattr(reply, 'active_target') \
-        else ''
-    print(f'rdt: {reply.message}{text}')
-    return 0 if reply.success else 1
+    return code
 
 
 def cmd_switch(args: argparse.Namespace) -> int:

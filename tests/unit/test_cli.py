@@ -27,8 +27,8 @@ def test_a_command_hung_inside_ros_is_stopped_and_says_where():
     import sys
     import time
     stuck = ('import threading\n'
-             'from reverse_digital_twin.cli import _hang_watchdog\n'
-             "_hang_watchdog('arm', 0.5)\n"
+             'from reverse_digital_twin.cli import _exit_unless_done\n'
+             "_exit_unless_done(0.5, 1, '`arm` hung for 0.5 s inside ROS and was stopped')\n"
              'def stuck_in_the_middleware():\n'
              '    threading.Event().wait()\n'
              'stuck_in_the_middleware()\n')
@@ -39,3 +39,18 @@ def test_a_command_hung_inside_ros_is_stopped_and_says_where():
     assert time.monotonic() - started < 30
     assert '`arm` hung for 0.5 s inside ROS and was stopped' in done.stderr
     assert 'stuck_in_the_middleware' in done.stderr
+
+
+def test_a_teardown_hung_after_the_reply_leaves_with_the_replys_exit_code():
+    """After the reply is printed, a node teardown stuck in the middleware ends the process
+    quietly with the reply's exit code: the command did its work."""
+    import subprocess
+    import sys
+    stuck = ('import threading\n'
+             'from reverse_digital_twin.cli import _exit_unless_done\n'
+             "print('rdt: hardware armed', flush=True)\n"
+             '_exit_unless_done(0.5, 0, None)\n'
+             'threading.Event().wait()\n')
+    done = subprocess.run([sys.executable, '-c', stuck], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, 'rdt: hardware armed\n', '')
