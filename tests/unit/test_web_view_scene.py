@@ -17,7 +17,8 @@ from visualization_msgs.msg import Marker
 from reverse_digital_twin.core.paths import resolve_mesh_uris
 from reverse_digital_twin.core.robot_model import quaternion_from_rpy
 from reverse_digital_twin.core.transforms import Transform, TransformTree
-from reverse_digital_twin.view.scene import MarkerScene, camera_prefixes, decode_cloud
+from reverse_digital_twin.view.scene import (MarkerScene, camera_prefixes, camera_to_show,
+                                             decode_cloud)
 from reverse_digital_twin.view.scene import image_rgb, in_frame, primitive, status_markdown
 from reverse_digital_twin.view.scene import verdict_markdown
 
@@ -270,3 +271,19 @@ def test_the_page_builds_the_panda_from_the_published_description():
             assert not page.robot.set_joints(setup.joints, setup.home)  # unchanged: not sent
     finally:
         page.close()
+
+
+def test_the_hardwares_camera_replaces_the_twins_found_before_it():
+    """Discovery order is luck: the twin's camera may be found a second before the
+    hardware's; the view then moves to the hardware's, and never back and forth between
+    equals."""
+    preferred = ['hw', 'sim']
+    assert camera_to_show('', [], preferred) == ''
+    assert camera_to_show('', ['/sim/table_camera'], preferred) == '/sim/table_camera'
+    assert camera_to_show('/sim/table_camera', ['/hw/table_camera', '/sim/table_camera'],
+                          preferred) == '/hw/table_camera'
+    assert camera_to_show('/hw/wrist', ['/hw/table_camera', '/hw/wrist'], preferred) == \
+        '/hw/wrist'
+    assert camera_to_show('/hw/table_camera', ['/sim/table_camera'], preferred) == \
+        '/hw/table_camera'
+    assert camera_to_show('/sim/table_camera', [], preferred) == '/sim/table_camera'

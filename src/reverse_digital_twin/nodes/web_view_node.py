@@ -28,7 +28,8 @@ from reverse_digital_twin.nodes.ros_common import LATCHED_QOS, SYSTEM_DEFAULT_QO
 from reverse_digital_twin.nodes.ros_common import TF_STATIC_LISTENER_QOS
 from reverse_digital_twin.nodes.ros_common import check_unknown_parameters, declare
 from reverse_digital_twin.stack import CONTROLLER_NODE, TwinNames
-from reverse_digital_twin.view.scene import MarkerScene, Primitive, camera_prefixes, decode_cloud
+from reverse_digital_twin.view.scene import (MarkerScene, Primitive, camera_prefixes, camera_rank,
+                                             camera_to_show, decode_cloud)
 from reverse_digital_twin.view.scene import image_rgb
 from reverse_digital_twin.view.scene import in_frame, status_markdown, verdict_markdown
 
@@ -224,21 +225,33 @@ class WebViewNode(Node):
 
     # --- camera --------------------------------------------------------------------------------
     def _find_camera(self) -> None:
-        """Subscribe to the configured camera, or the first one the graph has (checked every
-        second until one appears: the cameras may start after the view)."""
-        if self._camera_prefix:
+        """Subscribe to the configured camera, or the first one the graph has, the hardware's
+        first (checked every second: the cameras may start after the view, and the twin's may
+        be discovered before the hardware's, which then replaces it)."""
+        if self.camera:
+            if not self._camera_prefix:
+                self._show_camera('/' + self.camera.strip('/'))
+            self._camera_timer.cancel()
             return
-        prefix = self.camera
-        if not prefix:
-            found = camera_prefixes(self.get_topic_names_and_types(),
-                                    [self.names.hardware_namespace, self.names.twin_namespace])
-            if not found:
+        preferred = [self.names.hardware_namespace, self.names.twin_namespace]
+        found = camera_prefixes(self.get_topic_names_and_types(), preferred)
+        if not found:
+            if not self._camera_prefix:
                 self.page.set_camera_text('No camera in the graph yet')
-                return
-            prefix = found[0]
-        prefix = '/' + prefix.strip('/')
+            return
+        prefix = camera_to_show(self._camera_prefix, found, preferred)
+        if prefix != self._camera_prefix:
+            self._show_camera(prefix)
+        if camera_rank(self._camera_prefix, preferred) == 0:
+            self._camera_timer.cancel()  # the hardware's: nothing is preferred to it
+
+    def _show_camera(self, prefix: str) -> None:
+        """Show the camera at ``prefix`` (its image_raw, points and its world's TF) instead of
+        the one shown so far."""
+        for sub in self._camera_subs:
+            self.destroy_subscription(sub)
+        self._camera_tf = TransformTree()
         self._camera_prefix = prefix
-        self._camera_timer.cancel()
         world = prefix.rsplit('/', 1)[0]  # the camera's world: its TF is published there
         self._camera_subs = [
             # raw: a camera publishes faster than the page shows (and a cloud is a megabyte);

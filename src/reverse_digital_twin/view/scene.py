@@ -176,17 +176,33 @@ def image_rgb(msg: Any) -> np.ndarray | None:
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 
 
+def camera_rank(prefix: str, preferred: list[str]) -> int:
+    """Where a camera topic prefix stands in ``preferred`` namespaces: 0 under the first,
+    ``len(preferred)`` under none."""
+    return next((i for i, ns in enumerate(preferred)
+                 if prefix.startswith(f'/{ns.strip("/")}/')), len(preferred))
+
+
 def camera_prefixes(topics: list[tuple[str, list[str]]], preferred: list[str]) -> list[str]:
     """Camera topic prefixes in the graph (``<prefix>/image_raw`` of type Image, depth images
     aside), those under the ``preferred`` namespaces first, in that order."""
     found = sorted(name[:-len('/image_raw')] for name, types in topics
                    if IMAGE_TYPE in types and name.endswith('/image_raw')
                    and not name.endswith('/depth/image_raw'))
+    return sorted(found, key=lambda prefix: camera_rank(prefix, preferred))
 
-    def rank(prefix: str) -> int:
-        return next((i for i, ns in enumerate(preferred)
-                     if prefix.startswith(f'/{ns.strip("/")}/')), len(preferred))
-    return sorted(found, key=rank)
+
+def camera_to_show(shown: str, found: list[str], preferred: list[str]) -> str:
+    """The camera prefix a view shows, given the one it shows ('' for none) and those found
+    (as :func:`camera_prefixes` orders them): the best placed in ``preferred``, replacing the
+    shown one only when placed better - the twin's camera may be discovered first, the
+    hardware's then takes its place; equals never take turns."""
+    if not found:
+        return shown
+    best = '/' + found[0].strip('/')
+    if not shown or camera_rank(best, preferred) < camera_rank(shown, preferred):
+        return best
+    return shown
 
 
 _FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
